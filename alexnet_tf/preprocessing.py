@@ -1,0 +1,215 @@
+"""Image decoding and augmentation, shared by the input pipeline and the export.
+
+Training and serving both call `preprocess_for_eval`, so a served model sees
+exactly the pixels the validation metrics were computed on.
+
+All functions work on one image and run eagerly or inside `tf.data.Dataset.map`.
+Pixel values are floats on a 0-255 scale until `normalize` subtracts the mean.
+"""
+
+import tensorflow as tf
+
+# Per-channel mean of the ImageNet training set, RGB, 0-255 scale. The paper
+# subtracts a per-pixel mean image; a per-channel mean is the usual
+# simplification and does not depend on the input size.
+IMAGENET_RGB_MEAN = (123.68, 116.78, 103.94)
+
+# PCA of the RGB pixel covariance over the ImageNet training set, pixels on a
+# 0-1 scale, RGB order, as published with fb.resnet.torch and reused by MXNet
+# and GluonCV. Columns of the matrix are the eigenvectors.
+IMAGENET_PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
+IMAGENET_PCA_EIGENVECTORS = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+# The paper draws each PCA coefficient from N(0, 0.1) (section 4.1).
+DEFAULT_PCA_STDDEV = 0.1
+DEFAULT_RESIZE_SIZE = 256
+
+_PIXEL_SCALE = 255.0
+
+
+def decode_image(image_bytes):
+    """Decodes a JPEG, PNG, GIF or BMP image by its content, not its file name.
+
+    Grayscale and CMYK JPEGs, grayscale, palette and RGBA PNGs, and 16-bit PNGs
+    all become RGB; the alpha channel of a PNG is dropped and 16-bit samples are
+    scaled to 8 bits. Animated GIFs give their first frame.
+
+    Args:
+        image_bytes: scalar string tensor with the encoded image.
+
+    Returns:
+        A uint8 tensor of shape `(height, width, 3)`.
+    """
+    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _crop_window(image_shape, image_size, resize_size, offset_fractions):
+    """Computes a square crop window in the original image's pixel coordinates.
+
+    The window covers what an `image_size` crop would cover after resizing the
+    image so that its shorter side is `resize_size` pixels. Cropping first and
+    resizing only the window gives the same image for far less work, and keeps
+    memory bounded for extreme aspect ratios, whose longer side would otherwise
+    grow without limit.
+
+    Args:
+        image_shape: int32 tensor `(height, width, channels)` of the original.
+        image_size: side of the final crop, in pixels.
+        resize_size: the shorter side the crop is taken from, in pixels.
+        offset_fractions: float tensor of shape (2,), each in [0, 1]: where the
+            window lies along the free range of each axis, 0.5 for the centre.
+
+    Returns:
+        `(top, left, side)` int32 scalars.
+    """
+    height = image_shape[0]
+    width = image_shape[1]
+    shorter_side = tf.minimum(height, width)
+
+    scaled_side = tf.cast(shorter_side, tf.float32) * (image_size / resize_size)
+    side = tf.cast(tf.round(scaled_side), tf.int32)
+    side = tf.clip_by_value(side, 1, shorter_side)
+
+    free_range = tf.cast(tf.stack([height - side, width - side]), tf.float32)
+    offsets = tf.cast(tf.round(free_range * offset_fractions), tf.int32)
+    return offsets[0], offsets[1], side
+
+
+def _crop_and_resize(image, image_size, resize_size, offset_fractions):
+    """Crops a window of `image` and resizes it to `image_size` squared, float32."""
+    top, left, side = _crop_window(tf.shape(image), image_size, resize_size, offset_fractions)
+    window = image[top : top + side, left : left + side]
+    resized = tf.image.resize(window, (image_size, image_size), antialias=True)
+    return tf.reshape(resized, (image_size, image_size, 3))
+
+
+def random_crop(image, image_size, resize_size, seed):
+    """Takes a random `image_size` square crop at a random place of the image.
+
+    The crop is what a random crop of the image resized to a shorter side of
+    `resize_size` would give. Images smaller than the crop and images with
+    extreme aspect ratios give exactly `image_size` squared as well: the window
+    then shrinks to the shorter side and is scaled up.
+
+    Args:
+        image: uint8 or float tensor of shape `(height, width, 3)`.
+        image_size: side of the crop, in pixels.
+        resize_size: shorter side of the image the crop is taken from, in pixels.
+        seed: int32 or int64 tensor of shape (2,) for the stateless random ops.
+
+    Returns:
+        A float32 tensor of shape `(image_size, image_size, 3)`, 0-255 scale.
+    """
+    offset_fractions = tf.random.stateless_uniform([2], seed=seed)
+    return _crop_and_resize(image, image_size, resize_size, offset_fractions)
+
+
+def center_crop(image, image_size, resize_size):
+    """Takes the central `image_size` square crop of the resized image.
+
+    Args:
+        image: uint8 or float tensor of shape `(height, width, 3)`.
+        image_size: side of the crop, in pixels.
+        resize_size: shorter side of the image the crop is taken from, in pixels.
+
+    Returns:
+        A float32 tensor of shape `(image_size, image_size, 3)`, 0-255 scale.
+    """
+    return _crop_and_resize(image, image_size, resize_size, tf.constant([0.5, 0.5]))
+
+
+def random_flip(image, seed):
+    """Mirrors the image left to right with probability 0.5."""
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def pca_lighting(image, stddev, seed):
+    """Adds the paper's PCA colour noise to every pixel (section 4.1).
+
+    Adds `eigenvectors @ (alpha * eigenvalues)` to each RGB pixel, with one
+    `alpha ~ N(0, stddev)` of shape (3,) drawn per call. The eigenvalues are
+    scaled from the 0-1 pixel scale they were computed on to the 0-255 scale of
+    `image`.
+
+    Args:
+        image: float32 tensor of shape `(height, width, 3)`, RGB, 0-255 scale.
+        stddev: standard deviation of alpha. 0 leaves the image unchanged.
+        seed: int32 or int64 tensor of shape (2,) for the stateless random op.
+
+    Returns:
+        The image with the colour shift added, not clipped.
+    """
+    alpha = tf.random.stateless_normal([3], seed=seed, stddev=stddev)
+    return image + rgb_shift(alpha)
+
+
+def rgb_shift(alpha):
+    """Returns the RGB shift of shape (3,), 0-255 scale, for PCA coefficients `alpha`."""
+    eigenvalues = tf.constant(IMAGENET_PCA_EIGENVALUES, tf.float32) * _PIXEL_SCALE
+    eigenvectors = tf.constant(IMAGENET_PCA_EIGENVECTORS, tf.float32)
+    return tf.linalg.matvec(eigenvectors, tf.cast(alpha, tf.float32) * eigenvalues)
+
+
+def normalize(image):
+    """Subtracts the per-channel ImageNet mean from a 0-255 RGB float image."""
+    return image - tf.constant(IMAGENET_RGB_MEAN, tf.float32)
+
+
+def denormalize(images):
+    """Undoes `normalize` and clips to [0, 1], for viewing images in TensorBoard."""
+    images = images + tf.constant(IMAGENET_RGB_MEAN, tf.float32)
+    return tf.clip_by_value(images / _PIXEL_SCALE, 0.0, 1.0)
+
+
+def preprocess_for_train(
+    image_bytes,
+    image_size,
+    resize_size=DEFAULT_RESIZE_SIZE,
+    pca_stddev=DEFAULT_PCA_STDDEV,
+    seed=None,
+):
+    """Decodes and augments one training image: crop, flip, PCA lighting, mean.
+
+    Args:
+        image_bytes: scalar string tensor with an encoded image.
+        image_size: side of the model's input, in pixels.
+        resize_size: shorter side the random crop is taken from, in pixels.
+        pca_stddev: standard deviation of the PCA lighting coefficients.
+        seed: int32 or int64 tensor of shape (2,) that makes the augmentation
+            repeatable, or None to draw one.
+
+    Returns:
+        A float32 tensor of shape `(image_size, image_size, 3)`, mean subtracted.
+    """
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.split(seed, 3))
+
+    image = decode_image(image_bytes)
+    image = random_crop(image, image_size, resize_size, crop_seed)
+    image = random_flip(image, flip_seed)
+    if pca_stddev > 0:
+        image = pca_lighting(image, pca_stddev, lighting_seed)
+    return normalize(image)
+
+
+def preprocess_for_eval(image_bytes, image_size, resize_size=DEFAULT_RESIZE_SIZE):
+    """Decodes one image and takes its central crop, mean subtracted.
+
+    Args:
+        image_bytes: scalar string tensor with an encoded image.
+        image_size: side of the model's input, in pixels.
+        resize_size: shorter side the central crop is taken from, in pixels.
+
+    Returns:
+        A float32 tensor of shape `(image_size, image_size, 3)`.
+    """
+    image = decode_image(image_bytes)
+    image = center_crop(image, image_size, resize_size)
+    return normalize(image)
