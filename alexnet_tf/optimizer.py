@@ -1,0 +1,80 @@
+"""SGD with momentum and the paper's weight decay, and the learning-rate schedule."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="alexnet_tf")
+class MomentumWithWeightDecay(keras.optimizers.SGD):
+    """SGD with momentum whose weight decay goes through the momentum.
+
+    Implements the update of Krizhevsky et al. (2012), section 5:
+
+        v <- momentum * v - weight_decay * lr * w - lr * grad
+        w <- w + v
+
+    that is, `weight_decay * w` is added to the gradient before the momentum
+    update. Keras' own `weight_decay` argument instead shrinks the weights
+    outside the momentum (decoupled weight decay, as in AdamW), which is a
+    different method. Only weights decay: variables of rank 1 and lower, the
+    biases, do not.
+
+    Args:
+        learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`.
+        momentum: momentum coefficient in [0, 1]. Defaults to 0.9.
+        l2_weight_decay: coefficient multiplying the weights added to their
+            gradients, at least 0. Defaults to 5e-4.
+        **kwargs: further arguments of `keras.optimizers.SGD`, except
+            `weight_decay`.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, l2_weight_decay=5e-4, **kwargs):
+        if kwargs.get("weight_decay"):
+            raise ValueError(
+                "Pass l2_weight_decay, not weight_decay: the latter is decoupled "
+                f"weight decay. Received: weight_decay={kwargs['weight_decay']}"
+            )
+        if l2_weight_decay < 0:
+            raise ValueError(
+                f"Expected l2_weight_decay >= 0. Received: l2_weight_decay={l2_weight_decay}"
+            )
+        super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
+        self.l2_weight_decay = float(l2_weight_decay)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.l2_weight_decay and len(variable.shape) > 1:
+            decay = ops.cast(self.l2_weight_decay, variable.dtype)
+            gradient = ops.add(gradient, ops.multiply(decay, variable))
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config["l2_weight_decay"] = self.l2_weight_decay
+        return config
+
+
+def step_schedule(learning_rate, boundary_epochs, steps_per_epoch, decay_factor=0.1):
+    """Returns a schedule that multiplies the learning rate at given epochs.
+
+    Args:
+        learning_rate: the rate before the first boundary.
+        boundary_epochs: sorted epochs, counted from 0, at whose start the rate
+            is multiplied by `decay_factor`.
+        steps_per_epoch: optimizer steps per epoch, to convert epochs to steps.
+        decay_factor: the multiplier. Defaults to 0.1, the paper's division by 10.
+
+    Returns:
+        A float for no boundaries, else a `PiecewiseConstantDecay` on the
+        optimizer's step count, which checkpoints restore with the optimizer.
+    """
+    if not boundary_epochs:
+        return learning_rate
+    if list(boundary_epochs) != sorted(boundary_epochs) or boundary_epochs[0] <= 0:
+        raise ValueError(
+            "Expected positive, increasing epochs for the learning-rate drops. "
+            f"Received: {list(boundary_epochs)}"
+        )
+
+    boundaries = [int(epoch * steps_per_epoch) for epoch in boundary_epochs]
+    values = [learning_rate * decay_factor**index for index in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
