@@ -1,0 +1,129 @@
+"""Keras callbacks for checkpoints, throughput and TensorBoard images."""
+
+import math
+import os
+import time
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from alexnet_tf import preprocessing
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model, the optimizer and the epoch count after every epoch.
+
+    Args:
+        manager: a `tf.train.CheckpointManager` whose checkpoint holds the
+            model, its optimizer and `epoch_variable`.
+        epoch_variable: int64 `tf.Variable` with the number of finished epochs.
+    """
+
+    def __init__(self, manager, epoch_variable):
+        super().__init__()
+        self._manager = manager
+        self._epoch_variable = epoch_variable
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch_variable.assign(epoch + 1)
+        path = self._manager.save(checkpoint_number=epoch + 1)
+        logging.info("Saved checkpoint %s after epoch %d.", path, epoch + 1)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Logs training images per second and writes them to TensorBoard.
+
+    The first window of each `fit` call is skipped, because it includes tracing
+    and compiling the training step.
+
+    Args:
+        writer: a `tf.summary` writer, normally the training one.
+        global_batch_size: images per step over all replicas.
+        every_steps: steps per measurement window.
+    """
+
+    def __init__(self, writer, global_batch_size, every_steps=100):
+        super().__init__()
+        self._writer = writer
+        self._global_batch_size = global_batch_size
+        self._every_steps = max(1, every_steps)
+        self._window_start = None
+        self._steps_in_window = 0
+        self._skip_window = True
+
+    def on_train_begin(self, logs=None):
+        self._skip_window = True
+        self._start_window()
+
+    def _start_window(self):
+        self._window_start = time.perf_counter()
+        self._steps_in_window = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps_in_window += 1
+        if self._steps_in_window < self._every_steps:
+            return
+
+        elapsed = time.perf_counter() - self._window_start
+        images_per_second = self._steps_in_window * self._global_batch_size / elapsed
+        step = int(self.model.optimizer.iterations.numpy())
+        if self._skip_window:
+            self._skip_window = False
+        else:
+            with self._writer.as_default():
+                tf.summary.scalar("images_per_second", images_per_second, step=step)
+            logging.info(
+                "Step %d: %.1f images/s, loss %.4f.",
+                step, images_per_second, (logs or {}).get("loss", math.nan),
+            )
+        self._start_window()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Validation time between epochs must not count as training time.
+        self._start_window()
+
+
+class AugmentedImages(keras.callbacks.Callback):
+    """Writes a grid of augmented training images to TensorBoard once per `fit`.
+
+    Args:
+        writer: a `tf.summary` writer.
+        images: float32 tensor `(count, height, width, 3)` as the model sees
+            them, mean subtracted.
+        columns: images per row of the grid.
+    """
+
+    def __init__(self, writer, images, columns=4):
+        super().__init__()
+        self._writer = writer
+        self._grid = image_grid(preprocessing.denormalize(images), columns)
+
+    def on_train_begin(self, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        with self._writer.as_default():
+            tf.summary.image("augmented_training_images", self._grid[tf.newaxis], step=step)
+
+
+def image_grid(images, columns):
+    """Tiles images into one image, row by row, padding the last row with black.
+
+    Args:
+        images: tensor `(count, height, width, channels)`.
+        columns: images per row.
+
+    Returns:
+        A tensor `(rows * height, columns * width, channels)`.
+    """
+    count, height, width, channels = images.shape
+    rows = -(-count // columns)
+    padding = rows * columns - count
+    images = tf.concat([images, tf.zeros([padding, height, width, channels], images.dtype)], 0)
+    images = tf.reshape(images, [rows, columns, height, width, channels])
+    images = tf.transpose(images, [0, 2, 1, 3, 4])
+    return tf.reshape(images, [rows * height, columns * width, channels])
+
+
+def summary_writer(model_dir, name):
+    """Returns a writer into `model_dir/name`, where Keras' TensorBoard writes."""
+    return tf.summary.create_file_writer(os.path.join(model_dir, name))

@@ -1,0 +1,153 @@
+"""The files a training run keeps in its model directory.
+
+    MODEL_DIR/model_config.json      what the export needs to rebuild the model
+    MODEL_DIR/checkpoints/ckpt-N.*   model, optimizer and epoch after epoch N
+    MODEL_DIR/run_config-epochN.json the settings of the run started at epoch N
+    MODEL_DIR/train, validation      TensorBoard event files
+    MODEL_DIR/eval_results.json      final validation metrics
+    MODEL_DIR/export/                the SavedModel for serving
+"""
+
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+MODEL_CONFIG_FILE = "model_config.json"
+EVAL_RESULTS_FILE = "eval_results.json"
+CHECKPOINT_SUBDIR = "checkpoints"
+
+# Settings that change the model's variables or their meaning: a run with other
+# values cannot continue from the checkpoints.
+_FIXED_MODEL_SETTINGS = ("class_names", "image_size")
+
+
+def read_json(path):
+    with tf.io.gfile.GFile(path) as file:
+        return json.load(file)
+
+
+def write_json(path, value):
+    """Writes JSON through a temporary file, so a crash leaves no partial file."""
+    temporary_path = f"{path}.tmp"
+    with tf.io.gfile.GFile(temporary_path, "w") as file:
+        json.dump(value, file, indent=2, sort_keys=True)
+        file.write("\n")
+    tf.io.gfile.rename(temporary_path, path, overwrite=True)
+
+
+def read_model_config(model_dir):
+    """Reads the settings that rebuild the model of a training run.
+
+    Raises:
+        FileNotFoundError: if `model_dir` has no model config.
+    """
+    path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"No {MODEL_CONFIG_FILE} in {model_dir!r}: this is not the model_dir of "
+            "a training run. Pass the --model_dir given to alexnet_tf.train."
+        )
+    return read_json(path)
+
+
+def save_or_check_model_config(model_dir, model_config):
+    """Saves the model config of a new run, or checks it against an existing one.
+
+    Args:
+        model_dir: the run's model directory.
+        model_config: dict with at least the keys in `_FIXED_MODEL_SETTINGS`.
+
+    Raises:
+        ValueError: if the directory holds a run with other classes or image
+            size, whose checkpoints this model could not load.
+    """
+    path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        tf.io.gfile.makedirs(model_dir)
+        write_json(path, model_config)
+        return
+
+    saved = read_json(path)
+    for key in _FIXED_MODEL_SETTINGS:
+        if saved.get(key) != model_config.get(key):
+            raise ValueError(
+                f"{model_dir!r} holds a run with {key}={_short(saved.get(key))}, but this "
+                f"run has {key}={_short(model_config.get(key))}. Pass a new --model_dir, "
+                "or the data and settings of that run to continue it."
+            )
+
+
+def _short(value, max_items=10):
+    if isinstance(value, (list, tuple)) and len(value) > max_items:
+        return f"{list(value[:max_items])} ... ({len(value)} items)"
+    return repr(value)
+
+
+def checkpoint_dir(model_dir):
+    return os.path.join(model_dir, CHECKPOINT_SUBDIR)
+
+
+def create_checkpoint_manager(model_dir, model, optimizer, epoch_variable, max_to_keep=3):
+    """Creates the checkpoint manager of a run.
+
+    The optimizer must be built first (`optimizer.build(...)`), so that its
+    momentum slots exist when a checkpoint is restored into them.
+
+    Args:
+        model_dir: the run's model directory.
+        model: the Keras model.
+        optimizer: its optimizer, holding the step count and momentum.
+        epoch_variable: int64 `tf.Variable` counting finished epochs.
+        max_to_keep: number of most recent checkpoints kept on disk.
+
+    Returns:
+        A `tf.train.CheckpointManager`.
+    """
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
+    return tf.train.CheckpointManager(
+        checkpoint, checkpoint_dir(model_dir), max_to_keep=max_to_keep
+    )
+
+
+def restore_latest(manager):
+    """Restores the latest checkpoint of `manager`, if any.
+
+    Returns:
+        The restored checkpoint's path, or None when there is none.
+    """
+    path = manager.latest_checkpoint
+    if path is None:
+        return None
+    manager.checkpoint.restore(path).assert_existing_objects_matched()
+    return path
+
+
+def restore_model(model_dir, model, checkpoint_path=None):
+    """Restores only the model's weights from a run's checkpoint.
+
+    Args:
+        model_dir: the run's model directory.
+        model: a model built from the run's model config.
+        checkpoint_path: a checkpoint prefix, or None for the latest one.
+
+    Returns:
+        `(checkpoint_path, epoch)`.
+
+    Raises:
+        FileNotFoundError: if the run has no checkpoint.
+    """
+    if checkpoint_path is None:
+        checkpoint_path = tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+    if checkpoint_path is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {checkpoint_dir(model_dir)!r}. Train at least one "
+            "epoch with alexnet_tf.train first."
+        )
+
+    epoch = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(model=model, epoch=epoch)
+    checkpoint.restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
+    logging.info("Restored %s (epoch %d).", checkpoint_path, int(epoch.numpy()))
+    return checkpoint_path, int(epoch.numpy())

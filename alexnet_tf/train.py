@@ -1,0 +1,126 @@
+r"""Trains AlexNet on an ImageNet-style folder tree, evaluates it and exports it.
+
+    python -m alexnet_tf.train --data_dir=DIR --model_dir=DIR
+    python -m alexnet_tf.train --flagfile=flags/paper.cfg --data_dir=DIR --model_dir=DIR
+
+DIR/train/<class>/<image> and DIR/validation/<class>/<image> (or val/) hold the
+images. Running the same command again continues from the last checkpoint.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from alexnet_tf import distribution
+from alexnet_tf import model as model_lib
+from alexnet_tf import preprocessing
+from alexnet_tf import training
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("data_dir", None, "Root of the image tree: train/ and validation/ (or val/) "
+                    "with one subfolder of images per class.")
+flags.DEFINE_string("model_dir", None, "Folder for checkpoints, TensorBoard logs and results. "
+                    "An existing run in it is continued.")
+flags.DEFINE_string("export_dir", None, "Folder for the serving SavedModel. Default: "
+                    "MODEL_DIR/export.")
+flags.DEFINE_bool("export", True, "Export the SavedModel after training.")
+
+flags.DEFINE_integer("global_batch_size", 128, "Images per step over all replicas.", lower_bound=1)
+flags.DEFINE_integer("num_epochs", 90, "Epochs to train in total, resumed epochs included.",
+                     lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch. Default: one pass "
+                     "over the training images.", lower_bound=1)
+flags.DEFINE_float("learning_rate", 0.01, "Learning rate before the first drop.",
+                   lower_bound=0.0)
+flags.DEFINE_list("lr_drop_epochs", ["30", "60", "80"], "Epochs at whose start the learning "
+                  "rate is divided by 10, comma-separated; empty for a constant rate.")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay added to the weights' gradients "
+                   "before the momentum update; biases do not decay.", lower_bound=0.0)
+
+flags.DEFINE_integer("image_size", 227, "Side of the model's input, in pixels.",
+                     lower_bound=model_lib.MIN_IMAGE_SIZE)
+flags.DEFINE_integer("resize_size", preprocessing.DEFAULT_RESIZE_SIZE, "Shorter side, in "
+                     "pixels, of the resized image that crops are taken from.", lower_bound=1)
+flags.DEFINE_float("pca_stddev", preprocessing.DEFAULT_PCA_STDDEV, "Standard deviation of the "
+                   "PCA colour augmentation coefficients; 0 turns it off.", lower_bound=0.0)
+flags.DEFINE_float("dropout_rate", 0.5, "Dropout rate of fc6 and fc7.", lower_bound=0.0,
+                   upper_bound=0.99)
+flags.DEFINE_enum("initialization", "paper", model_lib.INITIALIZATIONS, "Weight "
+                  "initialization: the paper's N(0, 0.01) with unit biases, or Glorot uniform "
+                  "with zero biases.")
+flags.DEFINE_integer("seed", None, "Seed of initialization, shuffling and augmentation.")
+
+flags.DEFINE_enum("distribution_strategy", "mirrored", distribution.STRATEGIES, "mirrored: all "
+                  "GPUs, or the CPU when there is none; one_device: the first GPU or the CPU.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA. Ignored with "
+                  "more than one replica.")
+flags.DEFINE_integer("log_every_steps", 100, "Steps between throughput logs and TensorBoard "
+                     "points.", lower_bound=1)
+
+flags.mark_flags_as_required(["data_dir", "model_dir"])
+
+
+@flags.multi_flags_validator(
+    ["image_size", "resize_size"],
+    message="--resize_size must be at least --image_size, because crops of "
+    "image_size pixels are taken from an image whose shorter side is resize_size.",
+)
+def _check_resize_size(flag_values):
+    return flag_values["resize_size"] >= flag_values["image_size"]
+
+
+@flags.validator("lr_drop_epochs", message="--lr_drop_epochs must be positive, increasing "
+                 "numbers, for example 30,60,80.")
+def _check_lr_drop_epochs(values):
+    try:
+        epochs = [float(value) for value in values]
+    except ValueError:
+        return False
+    return all(epoch > 0 for epoch in epochs) and epochs == sorted(epochs)
+
+
+def config_from_flags():
+    """Returns the `TrainConfig` that the command-line flags describe."""
+    return training.TrainConfig(
+        data_dir=FLAGS.data_dir,
+        model_dir=FLAGS.model_dir,
+        export_dir=FLAGS.export_dir,
+        export=FLAGS.export,
+        global_batch_size=FLAGS.global_batch_size,
+        num_epochs=FLAGS.num_epochs,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        learning_rate=FLAGS.learning_rate,
+        lr_drop_epochs=tuple(float(epoch) for epoch in FLAGS.lr_drop_epochs),
+        momentum=FLAGS.momentum,
+        weight_decay=FLAGS.weight_decay,
+        image_size=FLAGS.image_size,
+        resize_size=FLAGS.resize_size,
+        pca_stddev=FLAGS.pca_stddev,
+        dropout_rate=FLAGS.dropout_rate,
+        initialization=FLAGS.initialization,
+        seed=FLAGS.seed,
+        jit_compile=FLAGS.jit_compile,
+        log_every_steps=FLAGS.log_every_steps,
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+
+    config = config_from_flags()
+    logging.info("TensorFlow %s. Settings: %s", tf.__version__, config)
+    strategy = distribution.create_strategy(FLAGS.distribution_strategy)
+    try:
+        training.train_and_evaluate(config, strategy)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        # User errors: the message names the value and the fix; a traceback adds nothing.
+        logging.error("%s", error)
+        raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    app.run(main)

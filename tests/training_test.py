@@ -1,0 +1,231 @@
+"""End-to-end tests of training, resuming, TensorBoard output and the export guard."""
+
+import json
+import os
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf import model_dir as model_dir_lib
+from alexnet_tf import training
+import sample_images
+
+
+def small_config(data_dir, model_dir, **overrides):
+    """A run that takes seconds: 67-pixel images, 6 per step, a few steps."""
+    settings = dict(
+        data_dir=data_dir,
+        model_dir=model_dir,
+        global_batch_size=6,
+        num_epochs=3,
+        steps_per_epoch=4,
+        learning_rate=0.01,
+        lr_drop_epochs=(),
+        image_size=67,
+        resize_size=70,
+        initialization="glorot_uniform",
+        seed=1,
+        log_every_steps=2,
+        export=False,
+    )
+    settings.update(overrides)
+    return training.TrainConfig(**settings)
+
+
+# Checkpoint keys of the optimizer's step count and of its i-th variable.
+ITERATIONS_KEY = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+OPTIMIZER_VARIABLE_KEY = "optimizer/_variables/{}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def scalar_values(event_dir, tag):
+    """Returns the values of one scalar summary under `event_dir`, ordered by step."""
+    points = []
+    for path in tf.io.gfile.glob(os.path.join(event_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    points.append((event.step, float(tf.make_ndarray(value.tensor))))
+    return [value for _, value in sorted(points)]
+
+
+def scalar_tags(event_dir):
+    """Returns the tags of all summaries in the event files under `event_dir`."""
+    tags = set()
+    for path in tf.io.gfile.glob(os.path.join(event_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.add(value.tag)
+    return tags
+
+
+class TrainingTest(tf.test.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.data_dir = self.create_tempdir().full_path
+        sample_images.write_color_tree(self.data_dir, num_train=8, num_validation=3)
+        self.model_dir = os.path.join(self.create_tempdir().full_path, "run")
+
+    def test_two_replicas_train_with_falling_loss(self):
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        config = small_config(self.data_dir, self.model_dir, num_epochs=4, jit_compile=True)
+
+        results = training.train_and_evaluate(config, strategy)
+
+        self.assertEqual(strategy.num_replicas_in_sync, 2)
+        self.assertEqual(results["epoch"], 4)
+        with open(os.path.join(self.model_dir, "eval_results.json")) as file:
+            saved = json.load(file)
+        self.assertEqual(saved, results)
+        self.assertBetween(saved["top_1_accuracy"], 0.0, 1.0)
+        self.assertEqual(saved["top_5_accuracy"], 1.0)  # 3 classes: always in the top 5.
+        self.assertTrue(np.isfinite(saved["loss"]))
+
+        checkpoint = tf.train.load_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+        self.assertEqual(checkpoint.get_tensor(ITERATIONS_KEY), 16)
+        losses = scalar_values(os.path.join(self.model_dir, "train"), "epoch_loss")
+        self.assertLen(losses, 4)
+        self.assertTrue(np.all(np.isfinite(losses)))
+        self.assertLess(losses[-1], losses[0])
+
+    def test_one_device_learns_the_colours(self):
+        config = small_config(self.data_dir, self.model_dir, num_epochs=5)
+
+        results = training.train_and_evaluate(config, one_device())
+
+        losses = scalar_values(os.path.join(self.model_dir, "train"), "epoch_loss")
+        self.assertLen(losses, 5)
+        self.assertLess(losses[-1], losses[0])
+        self.assertGreater(results["top_1_accuracy"], 0.5)
+
+    def test_tensorboard_has_metrics_learning_rate_throughput_and_images(self):
+        config = small_config(self.data_dir, self.model_dir, num_epochs=1)
+
+        training.train_and_evaluate(config, one_device())
+
+        train_tags = scalar_tags(os.path.join(self.model_dir, "train"))
+        validation_tags = scalar_tags(os.path.join(self.model_dir, "validation"))
+        for tag in ("epoch_loss", "epoch_top_1_accuracy", "epoch_top_5_accuracy",
+                    "epoch_learning_rate", "images_per_second", "augmented_training_images"):
+            self.assertIn(tag, train_tags)
+        for tag in ("epoch_loss", "epoch_top_1_accuracy", "epoch_top_5_accuracy"):
+            self.assertIn(tag, validation_tags)
+
+
+class ResumeTest(tf.test.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.data_dir = self.create_tempdir().full_path
+        sample_images.write_color_tree(self.data_dir, num_train=8, num_validation=3)
+        self.model_dir = os.path.join(self.create_tempdir().full_path, "run")
+
+    def test_rerun_continues_with_momentum_and_step(self):
+        training.train_and_evaluate(small_config(self.data_dir, self.model_dir, num_epochs=1), one_device())
+        first = tf.train.load_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+
+        # Restoring into a fresh model and optimizer gives the saved momentum.
+        config = small_config(self.data_dir, self.model_dir, num_epochs=2)
+        model, optimizer = training._build_and_compile(config, 3, 4, jit_compile=False)
+        epoch = tf.Variable(0, dtype=tf.int64)
+        manager = model_dir_lib.create_checkpoint_manager(self.model_dir, model, optimizer, epoch)
+        self.assertIsNotNone(model_dir_lib.restore_latest(manager))
+        self.assertEqual(int(epoch.numpy()), 1)
+        self.assertEqual(int(optimizer.iterations.numpy()), 4)
+        momentums = optimizer.momentums
+        self.assertLen(momentums, len(model.trainable_variables))
+        saved_keys = first.get_variable_to_shape_map()
+        restored_count = 0
+        for index, variable in enumerate(optimizer.variables):
+            key = OPTIMIZER_VARIABLE_KEY.format(index)
+            if key in saved_keys:  # The step count and learning rate have own keys.
+                self.assertAllEqual(variable.numpy(), first.get_tensor(key))
+                restored_count += 1
+        self.assertEqual(restored_count, len(momentums))
+        self.assertGreater(max(float(np.abs(m.numpy()).max()) for m in momentums), 0.0)
+
+        with self.assertLogs(logger="absl", level="INFO") as logs:
+            results = training.train_and_evaluate(config, one_device())
+
+        self.assertEqual(results["epoch"], 2)
+        self.assertTrue(any("Resuming from" in line and "1 of 2 epochs" in line for line in logs.output))
+        second = tf.train.load_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+        self.assertEqual(second.get_tensor(ITERATIONS_KEY), 8)
+        self.assertTrue(os.path.exists(os.path.join(self.model_dir, "run_config-epoch1.json")))
+
+    def test_rerun_after_last_epoch_trains_nothing(self):
+        config = small_config(self.data_dir, self.model_dir, num_epochs=1)
+        training.train_and_evaluate(config, one_device())
+
+        with self.assertLogs(logger="absl", level="INFO") as logs:
+            results = training.train_and_evaluate(config, one_device())
+
+        self.assertEqual(results["epoch"], 1)
+        self.assertTrue(any("already finished" in line for line in logs.output))
+        checkpoint = tf.train.load_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+        self.assertEqual(checkpoint.get_tensor(ITERATIONS_KEY), 4)
+
+    def test_other_classes_in_same_model_dir_are_rejected(self):
+        training.train_and_evaluate(small_config(self.data_dir, self.model_dir, num_epochs=1), one_device())
+        other_data = self.create_tempdir().full_path
+        sample_images.write_color_tree(other_data, num_train=2, num_validation=1)
+        os.rename(os.path.join(other_data, "train", "red"), os.path.join(other_data, "train", "crimson"))
+        os.rename(os.path.join(other_data, "validation", "red"),
+                  os.path.join(other_data, "validation", "crimson"))
+
+        with self.assertRaisesRegex(ValueError, "class_names.*new --model_dir"):
+            training.train_and_evaluate(small_config(other_data, self.model_dir), one_device())
+
+
+class GuardTest(tf.test.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.data_dir = self.create_tempdir().full_path
+        sample_images.write_color_tree(self.data_dir, num_train=4, num_validation=1)
+        self.model_dir = os.path.join(self.create_tempdir().full_path, "run")
+
+    def test_foreign_export_dir_is_rejected_before_training(self):
+        export_dir = self.create_tempdir().full_path
+        keep = os.path.join(export_dir, "keep.txt")
+        with open(keep, "w") as file:
+            file.write("user data")
+        config = small_config(self.data_dir, self.model_dir, export=True, export_dir=export_dir)
+
+        with self.assertRaisesRegex(FileExistsError, "not empty"):
+            training.train_and_evaluate(config, one_device())
+
+        self.assertFalse(os.path.exists(os.path.join(self.model_dir, "checkpoints")))
+        with open(keep) as file:
+            self.assertEqual(file.read(), "user data")
+
+    def test_batch_not_divisible_by_replicas(self):
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        config = small_config(self.data_dir, self.model_dir, global_batch_size=5)
+
+        with self.assertRaisesRegex(ValueError, "5 does not divide by the 2 replicas"):
+            training.train_and_evaluate(config, strategy)
+
+    def test_resize_smaller_than_image(self):
+        config = small_config(self.data_dir, self.model_dir, resize_size=60)
+
+        with self.assertRaisesRegex(ValueError, "resize_size=60"):
+            training.train_and_evaluate(config, one_device())
+
+    def test_non_image_file_is_named_in_the_error(self):
+        bad = os.path.join(self.data_dir, "train", "red", "broken.jpg")
+        with open(bad, "wb") as file:
+            file.write(b"this is not an image")
+        config = small_config(self.data_dir, self.model_dir, num_epochs=1)
+
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "broken.jpg"):
+            training.train_and_evaluate(config, one_device())
+
+
+if __name__ == "__main__":
+    absltest.main()
