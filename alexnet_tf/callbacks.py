@@ -15,7 +15,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the model, the optimizer and the epoch count after every epoch.
 
     Args:
-        manager: a `tf.train.CheckpointManager` whose checkpoint holds the
+        manager: a `tf.train.CheckpointManager` whose checkpoint contains the
             model, its optimizer and `epoch_variable`.
         epoch_variable: int64 `tf.Variable` with the number of finished epochs.
     """
@@ -89,7 +89,7 @@ class AugmentedImages(keras.callbacks.Callback):
 
     Args:
         writer: a `tf.summary` writer.
-        images: float32 tensor `(count, height, width, 3)` as the model sees
+        images: float32 tensor `(count, height, width, 3)` as the model receives
             them, mean subtracted.
         columns: images per row of the grid.
     """

@@ -1,6 +1,6 @@
 r"""Exports a training run's latest checkpoint as a serving SavedModel.
 
-    python -m alexnet_tf.export --model_dir=DIR [--export_dir=DIR]
+    python -m alexnet_tf.export --model_dir=DIR [--export_dir=DIR] [--checkpoint=PATH]
 
 The SavedModel's `serving_default` signature takes encoded image bytes and
 returns class probabilities and the top 5 classes; see `alexnet_tf.serving`.

@@ -4,8 +4,10 @@ import tensorflow as tf
 
 from alexnet_tf import preprocessing
 
-# Leading bytes of the formats `tf.io.decode_image` reads.
+# Leading bytes of JPEG, PNG, GIF and BMP files.
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+# Start of the error message that names a file that is not an image.
+NOT_AN_IMAGE = "Not a JPEG, PNG, GIF or BMP image"
 
 
 def read_image_file(path):
@@ -29,7 +31,7 @@ def read_image_file(path):
     )
     check = tf.debugging.Assert(
         has_signature,
-        ["Not a JPEG, PNG, GIF or BMP image; convert or remove this file:", path],
+        [f"{NOT_AN_IMAGE}; convert or remove this file:", path],
     )
     with tf.control_dependencies([check]):
         return tf.identity(image_bytes)

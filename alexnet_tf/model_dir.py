@@ -10,6 +10,7 @@
 
 import json
 import os
+import uuid
 
 from absl import logging
 import tensorflow as tf
@@ -37,13 +38,19 @@ def write_json(path, value):
     tf.io.gfile.rename(temporary_path, path, overwrite=True)
 
 
-def read_model_config(model_dir):
+def read_model_config(model_dir, missing_ok=False):
     """Reads the settings that rebuild the model of a training run.
+
+    Args:
+        model_dir: the run's model directory.
+        missing_ok: return None instead of raising when there is no config.
 
     Raises:
         FileNotFoundError: if `model_dir` has no model config.
     """
     path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+    if missing_ok and not tf.io.gfile.exists(path):
+        return None
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
             f"No {MODEL_CONFIG_FILE} in {model_dir!r}: this is not the model_dir of "
@@ -59,21 +66,29 @@ def save_or_check_model_config(model_dir, model_config):
         model_dir: the run's model directory.
         model_config: dict with at least the keys in `_FIXED_MODEL_SETTINGS`.
 
+    A new run gets a random `run_id`, which its exports record, so that a
+    moved or copied model directory still recognizes its own export.
+
     Raises:
-        ValueError: if the directory holds a run with other classes or image
+        ValueError: if the directory contains a run with other classes or image
             size, whose checkpoints this model could not load.
+        FileExistsError: if `model_dir` is a file.
     """
+    if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+        raise FileExistsError(
+            f"Model directory {model_dir!r} is a file. Pass a folder to --model_dir."
+        )
     path = os.path.join(model_dir, MODEL_CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         tf.io.gfile.makedirs(model_dir)
-        write_json(path, model_config)
+        write_json(path, dict(model_config, run_id=uuid.uuid4().hex))
         return
 
     saved = read_json(path)
     for key in _FIXED_MODEL_SETTINGS:
         if saved.get(key) != model_config.get(key):
             raise ValueError(
-                f"{model_dir!r} holds a run with {key}={_short(saved.get(key))}, but this "
+                f"{model_dir!r} contains a run with {key}={_short(saved.get(key))}, but this "
                 f"run has {key}={_short(model_config.get(key))}. Pass a new --model_dir, "
                 "or the data and settings of that run to continue it."
             )
@@ -144,6 +159,12 @@ def restore_model(model_dir, model, checkpoint_path=None):
         raise FileNotFoundError(
             f"No checkpoint in {checkpoint_dir(model_dir)!r}. Train at least one "
             "epoch with alexnet_tf.train first."
+        )
+    if not tf.io.gfile.exists(checkpoint_path + ".index"):
+        state = tf.train.get_checkpoint_state(checkpoint_dir(model_dir))
+        available = list(state.all_model_checkpoint_paths) if state else []
+        raise FileNotFoundError(
+            f"Checkpoint {checkpoint_path!r} not found. Available: {available or 'none'}."
         )
 
     epoch = tf.Variable(0, dtype=tf.int64)

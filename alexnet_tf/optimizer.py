@@ -1,4 +1,4 @@
-"""SGD with momentum and the paper's weight decay, and the learning-rate schedule."""
+"""SGD with momentum and AlexNet's weight decay, and the learning-rate schedule."""
 
 import keras
 from keras import ops

@@ -40,6 +40,32 @@ def _read_files(paths):
     return contents
 
 
+def _format_top_classes(outputs, row):
+    names = outputs["top_5_names"].numpy()[row]
+    probabilities = outputs["top_5_probabilities"].numpy()[row]
+    return ", ".join(
+        f"{name.decode()} {probability:.3f}" for name, probability in zip(names, probabilities)
+    )
+
+
+def _predict_batch(serve, paths, contents):
+    """Prints one line per image; returns the paths that failed to decode."""
+    try:
+        outputs = serve(image_bytes=tf.constant(contents))
+    except tf.errors.InvalidArgumentError:
+        if len(paths) == 1:
+            return list(paths)
+        # Find the undecodable files one by one, still predicting the others.
+        failed = []
+        for path, image_bytes in zip(paths, contents):
+            failed.extend(_predict_batch(serve, [path], [image_bytes]))
+        return failed
+
+    for row, path in enumerate(paths):
+        print(f"{path}: {_format_top_classes(outputs, row)}")
+    return []
+
+
 def main(argv):
     image_paths = argv[1:]
     if not image_paths:
@@ -47,24 +73,15 @@ def main(argv):
 
     serve = _load_signature(FLAGS.saved_model)
     image_bytes = _read_files(image_paths)
+    failed = []
     for start in range(0, len(image_paths), FLAGS.batch_size):
-        batch = tf.constant(image_bytes[start : start + FLAGS.batch_size])
-        try:
-            outputs = serve(image_bytes=batch)
-        except tf.errors.InvalidArgumentError as error:
-            raise SystemExit(
-                "error: could not decode an image among "
-                f"{image_paths[start:start + FLAGS.batch_size]}: {error.message}"
-            ) from None
+        end = start + FLAGS.batch_size
+        failed.extend(_predict_batch(serve, image_paths[start:end], image_bytes[start:end]))
 
-        names = outputs["top_5_names"].numpy()
-        probabilities = outputs["top_5_probabilities"].numpy()
-        for offset, path in enumerate(image_paths[start : start + FLAGS.batch_size]):
-            ranked = ", ".join(
-                f"{name.decode()} {probability:.3f}"
-                for name, probability in zip(names[offset], probabilities[offset])
-            )
-            print(f"{path}: {ranked}")
+    if failed:
+        raise SystemExit(
+            f"error: could not decode as images, so no prediction for: {', '.join(failed)}"
+        )
 
 
 if __name__ == "__main__":

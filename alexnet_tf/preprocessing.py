@@ -1,10 +1,12 @@
 """Image decoding and augmentation, shared by the input pipeline and the export.
 
-Training and serving both call `preprocess_for_eval`, so a served model sees
+Training and serving both call `preprocess_for_eval`, so a served model receives
 exactly the pixels the validation metrics were computed on.
 
 All functions work on one image and run eagerly or inside `tf.data.Dataset.map`.
 Pixel values are floats on a 0-255 scale until `normalize` subtracts the mean.
+"The paper" is Krizhevsky, Sutskever and Hinton, "ImageNet Classification with
+Deep Convolutional Neural Networks", NIPS 2012.
 """
 
 import tensorflow as tf

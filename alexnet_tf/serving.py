@@ -40,11 +40,12 @@ def check_export_dir(export_dir, model_dir):
     """Checks that exporting into `export_dir` loses nothing of the user's.
 
     An empty or missing folder is fine, and so is an earlier export of the same
-    model directory, which the new export replaces: it can be made again from
-    the checkpoints.
+    training run, which the new export replaces: it can be made again from the
+    checkpoints. Runs are matched by the `run_id` of their model config, so a
+    moved or copied model directory still matches its exports.
 
     Raises:
-        FileExistsError: if `export_dir` holds anything else.
+        FileExistsError: if `export_dir` contains anything else.
     """
     if not tf.io.gfile.isdir(export_dir) or not tf.io.gfile.listdir(export_dir):
         if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
@@ -54,9 +55,10 @@ def check_export_dir(export_dir, model_dir):
         return
 
     info_path = os.path.join(export_dir, EXPORT_INFO_FILE)
-    if tf.io.gfile.exists(info_path):
+    model_config = model_dir_lib.read_model_config(model_dir, missing_ok=True)
+    if model_config and tf.io.gfile.exists(info_path):
         info = model_dir_lib.read_json(info_path)
-        if os.path.realpath(info.get("model_dir", "")) == os.path.realpath(model_dir):
+        if info.get("run_id") and info.get("run_id") == model_config.get("run_id"):
             return
     raise FileExistsError(
         f"Export directory {export_dir!r} is not empty and is not an export of "
@@ -103,7 +105,7 @@ def export_saved_model(model, model_config, export_dir, info):
         model_config: the run's model config (class names, image and resize size).
         export_dir: destination folder, which `check_export_dir` accepts.
         info: dict written beside the SavedModel as `alexnet_export.json`; it
-            must name the `model_dir` the export comes from.
+            must name the `model_dir` and `run_id` the export comes from.
 
     Returns:
         `export_dir`.
@@ -156,6 +158,7 @@ def export_from_checkpoint(model_dir, export_dir, checkpoint_path=None):
 
     info = {
         "model_dir": os.path.abspath(model_dir),
+        "run_id": model_config.get("run_id"),
         "checkpoint": checkpoint_path,
         "epoch": epoch,
         "class_names": list(model_config["class_names"]),

@@ -7,12 +7,15 @@ DIR/train/<class>/<image> and DIR/validation/<class>/<image> (or val/) hold the
 images. Running the same command again continues from the last checkpoint.
 """
 
+import dataclasses
+
 from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
 
 from alexnet_tf import distribution
+from alexnet_tf import input_pipeline
 from alexnet_tf import model as model_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import training
@@ -83,28 +86,16 @@ def _check_lr_drop_epochs(values):
 
 
 def config_from_flags():
-    """Returns the `TrainConfig` that the command-line flags describe."""
-    return training.TrainConfig(
-        data_dir=FLAGS.data_dir,
-        model_dir=FLAGS.model_dir,
-        export_dir=FLAGS.export_dir,
-        export=FLAGS.export,
-        global_batch_size=FLAGS.global_batch_size,
-        num_epochs=FLAGS.num_epochs,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        learning_rate=FLAGS.learning_rate,
-        lr_drop_epochs=tuple(float(epoch) for epoch in FLAGS.lr_drop_epochs),
-        momentum=FLAGS.momentum,
-        weight_decay=FLAGS.weight_decay,
-        image_size=FLAGS.image_size,
-        resize_size=FLAGS.resize_size,
-        pca_stddev=FLAGS.pca_stddev,
-        dropout_rate=FLAGS.dropout_rate,
-        initialization=FLAGS.initialization,
-        seed=FLAGS.seed,
-        jit_compile=FLAGS.jit_compile,
-        log_every_steps=FLAGS.log_every_steps,
-    )
+    """Returns the `TrainConfig` that the command-line flags describe.
+
+    Each field of `TrainConfig` has a flag of the same name.
+    """
+    values = {
+        field.name: getattr(FLAGS, field.name)
+        for field in dataclasses.fields(training.TrainConfig)
+    }
+    values["lr_drop_epochs"] = tuple(float(epoch) for epoch in FLAGS.lr_drop_epochs)
+    return training.TrainConfig(**values)
 
 
 def main(argv):
@@ -118,8 +109,14 @@ def main(argv):
         training.train_and_evaluate(config, strategy)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         # User errors: the message names the value and the fix; a traceback adds nothing.
-        logging.error("%s", error)
         raise SystemExit(f"error: {error}") from None
+    except tf.errors.InvalidArgumentError as error:
+        # The assertion message reads "... [Not a JPEG ...: ] [PATH]".
+        start = error.message.find(input_pipeline.NOT_AN_IMAGE)
+        if start < 0:
+            raise
+        message = error.message[start:].splitlines()[0].replace("] [", " ").rstrip("]")
+        raise SystemExit(f"error: {message}") from None
 
 
 if __name__ == "__main__":

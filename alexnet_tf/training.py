@@ -1,6 +1,7 @@
 """Trains and evaluates AlexNet on an image folder tree, then exports it."""
 
 import dataclasses
+import math
 import os
 
 from absl import logging
@@ -88,6 +89,11 @@ def _check_config(config):
 
 
 def _steps_per_epoch(config, num_train_images):
+    if config.global_batch_size > num_train_images:
+        logging.warning(
+            "The global batch of %d is larger than the %d training images, so "
+            "each batch repeats images.", config.global_batch_size, num_train_images,
+        )
     if config.steps_per_epoch:
         return config.steps_per_epoch
     steps = num_train_images // config.global_batch_size
@@ -130,7 +136,7 @@ def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile):
 
 
 def _augmented_sample(train_images, config):
-    """Returns a few training images exactly as the model sees them."""
+    """Returns a few training images exactly as the model receives them."""
     dataset = input_pipeline.make_dataset(
         train_images,
         _GRID_IMAGES,
@@ -144,14 +150,16 @@ def _augmented_sample(train_images, config):
     return images
 
 
-def _final_metrics(model, history_logs, validation_dataset):
+def _final_metrics(model, history_logs, validation_dataset, validation_steps):
     """Returns the last epoch's validation metrics, evaluating if there are none."""
     metric_names = ("loss", "top_1_accuracy", "top_5_accuracy")
     if history_logs and all(f"val_{name}" in history_logs for name in metric_names):
         return {name: float(history_logs[f"val_{name}"][-1]) for name in metric_names}
 
     logging.info("Evaluating the restored model on the validation split.")
-    results = model.evaluate(validation_dataset, return_dict=True, verbose=2)
+    results = model.evaluate(
+        validation_dataset, steps=validation_steps, return_dict=True, verbose=2
+    )
     return {name: float(results[name]) for name in metric_names}
 
 
@@ -188,16 +196,19 @@ def train_and_evaluate(config, strategy=None):
         "resize_size": config.resize_size,
         "dropout_rate": config.dropout_rate,
     }
-    model_dir_lib.save_or_check_model_config(config.model_dir, model_config)
     export_dir = config.resolved_export_dir()
     if config.export:
         serving.check_export_dir(export_dir, config.model_dir)
+    model_dir_lib.save_or_check_model_config(config.model_dir, model_config)
 
     num_replicas = strategy.num_replicas_in_sync
     per_replica_batch_size = distribution.per_replica_batch_size(
         config.global_batch_size, num_replicas
     )
     steps_per_epoch = _steps_per_epoch(config, len(train_images))
+    # Counting the steps, the last one partial, spares Keras from running into
+    # the end of the distributed dataset, which it reports as an interruption.
+    validation_steps = math.ceil(len(validation_images) / config.global_batch_size)
     logging.info(
         "Global batch %d = %d replica(s) x %d images; %d steps per epoch over %d "
         "training images; %d validation images.",
@@ -230,10 +241,6 @@ def train_and_evaluate(config, strategy=None):
         )
     else:
         logging.info("No checkpoint in %s: starting from scratch.", config.model_dir)
-    model_dir_lib.write_json(
-        os.path.join(config.model_dir, f"run_config-epoch{initial_epoch}.json"),
-        dataclasses.asdict(config),
-    )
 
     pipeline_kwargs = {
         "image_size": config.image_size,
@@ -251,6 +258,10 @@ def train_and_evaluate(config, strategy=None):
 
     history_logs = None
     if initial_epoch < config.num_epochs:
+        model_dir_lib.write_json(
+            os.path.join(config.model_dir, f"run_config-epoch{initial_epoch}.json"),
+            dataclasses.asdict(config),
+        )
         train_writer = callbacks_lib.summary_writer(config.model_dir, "train")
         callbacks = [
             keras.callbacks.TensorBoard(
@@ -271,7 +282,9 @@ def train_and_evaluate(config, strategy=None):
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation_dataset,
+            validation_steps=validation_steps,
             callbacks=callbacks,
+            shuffle=False,  # The pipeline already shuffles the files each epoch.
             verbose=1,
         )
         history_logs = history.history
@@ -282,7 +295,7 @@ def train_and_evaluate(config, strategy=None):
             "--num_epochs to train longer.", initial_epoch, config.num_epochs,
         )
 
-    results = _final_metrics(model, history_logs, validation_dataset)
+    results = _final_metrics(model, history_logs, validation_dataset, validation_steps)
     results["epoch"] = int(epoch_variable.numpy())
     model_dir_lib.write_json(
         os.path.join(config.model_dir, model_dir_lib.EVAL_RESULTS_FILE), results

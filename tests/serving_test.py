@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -134,6 +135,36 @@ class ExportTest(tf.test.TestCase):
 
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("no/such/image.jpg", result.stderr)
+
+    def test_predict_names_undecodable_file_and_predicts_others(self):
+        not_an_image = self.create_tempfile("notes.png", content="plain text").full_path
+
+        result = subprocess.run(
+            [sys.executable, "-m", "alexnet_tf.predict", f"--saved_model={self.export_dir}",
+             self.image_paths[0], not_an_image],
+            capture_output=True, text=True, cwd=REPO_ROOT,
+        )
+
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"no prediction for: {not_an_image}", result.stderr)
+        self.assertTrue(result.stdout.startswith(f"{self.image_paths[0]}: "), result.stdout)
+
+    def test_copied_model_dir_recognizes_its_export(self):
+        copy_dir = os.path.join(self.create_tempdir().full_path, "copy")
+        shutil.copytree(self.model_dir, copy_dir)
+
+        serving.export_from_checkpoint(copy_dir, os.path.join(copy_dir, "export"))
+
+        with open(os.path.join(copy_dir, "export", serving.EXPORT_INFO_FILE)) as file:
+            self.assertEqual(json.load(file)["model_dir"], os.path.abspath(copy_dir))
+
+    def test_missing_checkpoint_lists_available_ones(self):
+        missing = os.path.join(self.model_dir, "checkpoints", "ckpt-99")
+
+        with self.assertRaisesRegex(FileNotFoundError, "ckpt-99.*Available.*ckpt-1"):
+            serving.export_from_checkpoint(
+                self.model_dir, os.path.join(self.create_tempdir().full_path, "out"), missing
+            )
 
     def test_export_without_checkpoint(self):
         with self.assertRaisesRegex(FileNotFoundError, "model_config.json"):

@@ -204,6 +204,16 @@ class GuardTest(tf.test.TestCase):
         with open(keep) as file:
             self.assertEqual(file.read(), "user data")
 
+    def test_model_dir_that_is_a_file(self):
+        path = self.create_tempfile("run", content="user data").full_path
+        config = small_config(self.data_dir, path)
+
+        with self.assertRaisesRegex(FileExistsError, "is a file"):
+            training.train_and_evaluate(config, one_device())
+
+        with open(path) as file:
+            self.assertEqual(file.read(), "user data")
+
     def test_batch_not_divisible_by_replicas(self):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         config = small_config(self.data_dir, self.model_dir, global_batch_size=5)
