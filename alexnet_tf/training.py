@@ -1,7 +1,6 @@
 """Trains and evaluates AlexNet on an image folder tree, then exports it."""
 
 import dataclasses
-import math
 import os
 
 from absl import logging
@@ -150,16 +149,14 @@ def _augmented_sample(train_images, config):
     return images
 
 
-def _final_metrics(model, history_logs, validation_dataset, validation_steps):
+def _final_metrics(model, history_logs, validation_dataset):
     """Returns the last epoch's validation metrics, evaluating if there are none."""
     metric_names = ("loss", "top_1_accuracy", "top_5_accuracy")
     if history_logs and all(f"val_{name}" in history_logs for name in metric_names):
         return {name: float(history_logs[f"val_{name}"][-1]) for name in metric_names}
 
     logging.info("Evaluating the restored model on the validation split.")
-    results = model.evaluate(
-        validation_dataset, steps=validation_steps, return_dict=True, verbose=2
-    )
+    results = model.evaluate(validation_dataset, return_dict=True, verbose=2)
     return {name: float(results[name]) for name in metric_names}
 
 
@@ -206,9 +203,6 @@ def train_and_evaluate(config, strategy=None):
         config.global_batch_size, num_replicas
     )
     steps_per_epoch = _steps_per_epoch(config, len(train_images))
-    # Counting the steps, the last one partial, spares Keras from running into
-    # the end of the distributed dataset, which it reports as an interruption.
-    validation_steps = math.ceil(len(validation_images) / config.global_batch_size)
     logging.info(
         "Global batch %d = %d replica(s) x %d images; %d steps per epoch over %d "
         "training images; %d validation images.",
@@ -282,7 +276,6 @@ def train_and_evaluate(config, strategy=None):
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation_dataset,
-            validation_steps=validation_steps,
             callbacks=callbacks,
             shuffle=False,  # The pipeline already shuffles the files each epoch.
             verbose=1,
@@ -295,7 +288,7 @@ def train_and_evaluate(config, strategy=None):
             "--num_epochs to train longer.", initial_epoch, config.num_epochs,
         )
 
-    results = _final_metrics(model, history_logs, validation_dataset, validation_steps)
+    results = _final_metrics(model, history_logs, validation_dataset)
     results["epoch"] = int(epoch_variable.numpy())
     model_dir_lib.write_json(
         os.path.join(config.model_dir, model_dir_lib.EVAL_RESULTS_FILE), results
