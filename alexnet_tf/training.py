@@ -275,6 +275,9 @@ def train_and_evaluate(config, strategy=None):
             epochs=config.num_epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
+            # NOTE: with several replicas Keras warns "Your input ran out of data"
+            # after each validation pass; it is harmless, and passing a step count
+            # instead fails on the last, partial step.
             validation_data=validation_dataset,
             callbacks=callbacks,
             shuffle=False,  # The pipeline already shuffles the files each epoch.
