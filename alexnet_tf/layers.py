@@ -94,9 +94,9 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     Keras routes grouped convolutions on the TensorFlow backend through XLA,
     because TensorFlow's CPU kernel rejects them. Splitting the groups instead
-    uses the ordinary convolution kernels: without XLA, AlexNet at 67x67 pixels
-    trained about 1.7x as fast this way (TensorFlow 2.21, 2-core AMD EPYC,
-    batch 128, one side-by-side run).
+    uses the ordinary convolution kernels, which trained AlexNet faster without
+    XLA in a one-off side-by-side trial (TensorFlow 2.21, 2-core AMD EPYC CPU,
+    67x67 inputs, batch 128). NOTE: no benchmark in this repository measures it.
     """
 
     def convolution_op(self, inputs, kernel):

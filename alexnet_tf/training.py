@@ -42,8 +42,8 @@ class TrainConfig:
         dropout_rate: dropout rate of fc6 and fc7.
         initialization: `"paper"` or `"glorot_uniform"`, see `model.AlexNet`.
         seed: seed of initialization, shuffling and augmentation, or None.
-        jit_compile: whether to compile the training step with XLA, which
-            trained about 1.4x as fast on a 2-core CPU. Ignored with more than
+        jit_compile: whether to compile the training step with XLA, which was
+            faster on a 2-core CPU in a one-off trial. Ignored with more than
             one replica.
         log_every_steps: steps between throughput logs and TensorBoard points.
         export: whether to export the SavedModel at the end.
@@ -276,8 +276,8 @@ def train_and_evaluate(config, strategy=None):
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             # NOTE: with several replicas Keras warns "Your input ran out of data"
-            # after each validation pass; it is harmless, and passing a step count
-            # instead fails on the last, partial step.
+            # after each validation pass. The warning is harmless, and passing a
+            # step count instead fails on the last, partial step.
             validation_data=validation_dataset,
             callbacks=callbacks,
             shuffle=False,  # The pipeline already shuffles the files each epoch.
