@@ -12,7 +12,7 @@ from alexnet_tf import layers
 
 
 def lrn_reference(x, size, bias, alpha, beta):
-    """The paper's formula, summing over the window clipped at the edge channels."""
+    """Computes LRN as Krizhevsky et al. (2012) define it, clipping the window at the edges."""
     x = x.astype(np.float64)
     channels = x.shape[-1]
     output = np.empty_like(x)

@@ -1,4 +1,4 @@
-"""Tests of SGD with the paper's weight decay and of the step schedule."""
+"""Tests of SGD with AlexNet's coupled weight decay and of the step schedule."""
 
 from absl.testing import absltest
 import keras

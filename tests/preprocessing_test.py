@@ -88,7 +88,7 @@ class CropTest(tf.test.TestCase, parameterized.TestCase):
         ("extreme_wide", 3, 4000),
         ("landscape", 120, 200),
     )
-    def test_crops_have_exact_size_eagerly_and_in_tf_data(self, height, width):
+    def test_crop_has_exact_size(self, height, width):
         image = tf.constant(sample_images.gradient_image(height, width))
         seed = tf.constant([3, 4], tf.int64)
 
@@ -206,7 +206,7 @@ class PcaLightingTest(tf.test.TestCase):
 
 class PreprocessTest(tf.test.TestCase):
 
-    def test_train_and_eval_on_real_photo_in_tf_data(self):
+    def test_real_photo_in_tf_data(self):
         image_bytes = sample_images.read_bytes(sample_images.REAL_PHOTOS[0])
 
         train_image = map_in_dataset(

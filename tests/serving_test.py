@@ -70,7 +70,7 @@ class ExportTest(tf.test.TestCase):
         probabilities = np.array(outputs["probabilities"])
         self.assertEqual(probabilities.shape, (len(self.image_paths), 3))
         self.assertAllClose(probabilities.sum(axis=1), np.ones(len(self.image_paths)), atol=1e-5)
-        # Three classes: the top 5 holds all three, by falling probability.
+        # Three classes: the top 5 contains all three, by falling probability.
         self.assertEqual(np.array(outputs["top_5_classes"]).shape, (len(self.image_paths), 3))
         for row, classes, names in zip(probabilities, outputs["top_5_classes"], outputs["top_5_names"]):
             self.assertEqual(classes, list(np.argsort(-row)))
