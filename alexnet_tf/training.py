@@ -160,6 +160,46 @@ def _final_metrics(model, history_logs, validation_dataset):
     return {name: float(results[name]) for name in metric_names}
 
 
+def _fit(
+    config, model, manager, epoch_variable, train_images,
+    train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
+):
+    """Trains from `initial_epoch` to `config.num_epochs`; returns Keras' history dict."""
+    model_dir_lib.write_json(
+        os.path.join(config.model_dir, f"run_config-epoch{initial_epoch}.json"),
+        dataclasses.asdict(config),
+    )
+    train_writer = callbacks_lib.summary_writer(config.model_dir, "train")
+    callbacks = [
+        keras.callbacks.TensorBoard(
+            log_dir=config.model_dir, update_freq=config.log_every_steps
+        ),
+        callbacks_lib.EpochCheckpoint(manager, epoch_variable),
+        callbacks_lib.Throughput(
+            train_writer, config.global_batch_size, config.log_every_steps
+        ),
+        callbacks_lib.AugmentedImages(
+            train_writer, _augmented_sample(train_images, config)
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    history = model.fit(
+        train_dataset,
+        epochs=config.num_epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        # NOTE: with several replicas Keras warns "Your input ran out of data"
+        # after each validation pass. The warning is harmless, and passing a
+        # step count instead fails on the last, partial step.
+        validation_data=validation_dataset,
+        callbacks=callbacks,
+        shuffle=False,  # The pipeline already shuffles the files each epoch.
+        verbose=1,
+    )
+    train_writer.close()
+    return history.history
+
+
 def train_and_evaluate(config, strategy=None):
     """Trains AlexNet, continuing from the latest checkpoint, then evaluates and exports.
 
@@ -252,39 +292,10 @@ def train_and_evaluate(config, strategy=None):
 
     history_logs = None
     if initial_epoch < config.num_epochs:
-        model_dir_lib.write_json(
-            os.path.join(config.model_dir, f"run_config-epoch{initial_epoch}.json"),
-            dataclasses.asdict(config),
+        history_logs = _fit(
+            config, model, manager, epoch_variable, train_images,
+            train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
         )
-        train_writer = callbacks_lib.summary_writer(config.model_dir, "train")
-        callbacks = [
-            keras.callbacks.TensorBoard(
-                log_dir=config.model_dir, update_freq=config.log_every_steps
-            ),
-            callbacks_lib.EpochCheckpoint(manager, epoch_variable),
-            callbacks_lib.Throughput(
-                train_writer, config.global_batch_size, config.log_every_steps
-            ),
-            callbacks_lib.AugmentedImages(
-                train_writer, _augmented_sample(train_images, config)
-            ),
-            keras.callbacks.TerminateOnNaN(),
-        ]
-        history = model.fit(
-            train_dataset,
-            epochs=config.num_epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            # NOTE: with several replicas Keras warns "Your input ran out of data"
-            # after each validation pass. The warning is harmless, and passing a
-            # step count instead fails on the last, partial step.
-            validation_data=validation_dataset,
-            callbacks=callbacks,
-            shuffle=False,  # The pipeline already shuffles the files each epoch.
-            verbose=1,
-        )
-        history_logs = history.history
-        train_writer.close()
     else:
         logging.info(
             "Training already finished: %d of %d epochs done. Pass a larger "
