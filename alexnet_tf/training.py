@@ -22,7 +22,7 @@ _GRID_IMAGES = 16
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of a training run. The defaults are the paper's recipe.
+    """Settings of a training run. The defaults are the recipe of Krizhevsky et al. (2012).
 
     Attributes:
         data_dir: root of the image folder tree (`train/`, `validation/`).
