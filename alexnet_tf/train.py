@@ -15,7 +15,7 @@ from absl import logging
 import tensorflow as tf
 
 from alexnet_tf import distribution
-from alexnet_tf import input_pipeline
+from alexnet_tf.data import input_pipeline
 from alexnet_tf import model as model_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import training

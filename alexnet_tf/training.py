@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from alexnet_tf import callbacks as callbacks_lib
 from alexnet_tf import distribution
-from alexnet_tf import image_folder
-from alexnet_tf import input_pipeline
+from alexnet_tf.data import image_folder
+from alexnet_tf.data import input_pipeline
 from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import optimizer as optimizer_lib
