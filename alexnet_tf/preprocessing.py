@@ -9,6 +9,8 @@ Pixel values are floats on a 0-255 scale until `normalize` subtracts the mean.
 Deep Convolutional Neural Networks", NIPS 2012.
 """
 
+import functools
+
 import tensorflow as tf
 
 # Per-channel mean of the ImageNet training set, RGB, 0-255 scale. The paper
@@ -32,13 +34,20 @@ DEFAULT_RESIZE_SIZE = 256
 
 _PIXEL_SCALE = 255.0
 
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# Scales at which libjpeg can decode inside its inverse DCT, skipping most of
+# the work for images much larger than the model's input.
+_DCT_SCALE_RATIOS = (1, 2, 4, 8)
+
 
 def decode_image(image_bytes):
     """Decodes a JPEG, PNG, GIF or BMP image by its content, not its file name.
 
     Grayscale and CMYK JPEGs, grayscale, palette and RGBA PNGs, and 16-bit PNGs
     all become RGB; the alpha channel of a PNG is dropped and 16-bit samples are
-    scaled to 8 bits. Animated GIFs give their first frame.
+    scaled to 8 bits. Animated GIFs give their first frame. The EXIF orientation
+    tag is ignored, so a photo stored sideways stays sideways: TensorFlow's
+    decoders do not read EXIF, and neither training nor serving rotates.
 
     Args:
         image_bytes: scalar string tensor with the encoded image.
@@ -49,6 +58,11 @@ def decode_image(image_bytes):
     image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
+
+
+def is_jpeg(image_bytes):
+    """Returns a scalar bool tensor: whether the bytes start like a JPEG file."""
+    return tf.equal(tf.strings.substr(image_bytes, 0, len(JPEG_SIGNATURE)), JPEG_SIGNATURE)
 
 
 def _crop_window(image_shape, image_size, resize_size, offset_fractions):
@@ -83,12 +97,77 @@ def _crop_window(image_shape, image_size, resize_size, offset_fractions):
     return offsets[0], offsets[1], side
 
 
+def _resize_window(window, image_size):
+    """Resizes a square window to `image_size` squared, float32, antialiased."""
+    resized = tf.image.resize(window, (image_size, image_size), antialias=True)
+    return tf.reshape(resized, (image_size, image_size, 3))
+
+
 def _crop_and_resize(image, image_size, resize_size, offset_fractions):
     """Crops a window of `image` and resizes it to `image_size` squared, float32."""
     top, left, side = _crop_window(tf.shape(image), image_size, resize_size, offset_fractions)
-    window = image[top : top + side, left : left + side]
-    resized = tf.image.resize(window, (image_size, image_size), antialias=True)
-    return tf.reshape(resized, (image_size, image_size, 3))
+    return _resize_window(image[top : top + side, left : left + side], image_size)
+
+
+def _dct_ratio_index(side, image_size):
+    """Returns the index into `_DCT_SCALE_RATIOS` of the largest usable ratio.
+
+    A ratio is usable when the scaled window keeps at least `image_size`
+    pixels a side, so the final resize still only shrinks and loses nothing.
+    """
+    ratios = tf.constant(_DCT_SCALE_RATIOS, tf.int32)
+    usable = tf.cast(side // ratios >= image_size, tf.int32)
+    return tf.maximum(tf.reduce_sum(usable) - 1, 0)
+
+
+def _decode_jpeg_window(image_bytes, top, left, side, image_size):
+    """Decodes only a square window of a JPEG, scaled down in the DCT where possible.
+
+    `tf.io.decode_and_crop_jpeg` takes the window in the coordinates of the
+    scaled image, so the window is divided by the ratio. Its `ratio` is a
+    static attribute, hence one branch per ratio.
+    """
+
+    def decode_at(ratio):
+        window = tf.stack([top // ratio, left // ratio, side // ratio, side // ratio])
+        return tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3, ratio=ratio)
+
+    branches = [functools.partial(decode_at, ratio) for ratio in _DCT_SCALE_RATIOS]
+    return tf.switch_case(_dct_ratio_index(side, image_size), branches)
+
+
+def decode_and_random_crop(image_bytes, image_size, resize_size, seed):
+    """Decodes an image and takes the crop that `random_crop` would take.
+
+    JPEGs skip most of the decoding: the crop window is chosen from the header's
+    shape, and only that window is decoded, at 1/2, 1/4 or 1/8 scale when the
+    window is that many times larger than the crop. Other formats are decoded
+    whole. With the same seed the crop covers the same part of the image as
+    `random_crop(decode_image(image_bytes), ...)`, and for JPEGs decoded at full
+    scale the pixels are the same (progressive JPEGs may differ by a few levels).
+
+    Args:
+        image_bytes: scalar string tensor with an encoded image.
+        image_size: side of the crop, in pixels.
+        resize_size: shorter side of the image the crop is taken from, in pixels.
+        seed: int32 or int64 tensor of shape (2,) for the stateless random ops.
+
+    Returns:
+        A float32 tensor of shape `(image_size, image_size, 3)`, 0-255 scale.
+    """
+    offset_fractions = tf.random.stateless_uniform([2], seed=seed)
+
+    def crop_jpeg():
+        shape = tf.image.extract_jpeg_shape(image_bytes)
+        top, left, side = _crop_window(shape, image_size, resize_size, offset_fractions)
+        window = _decode_jpeg_window(image_bytes, top, left, side, image_size)
+        return _resize_window(window, image_size)
+
+    def crop_other():
+        image = decode_image(image_bytes)
+        return _crop_and_resize(image, image_size, resize_size, offset_fractions)
+
+    return tf.cond(is_jpeg(image_bytes), crop_jpeg, crop_other)
 
 
 def random_crop(image, image_size, resize_size, seed):
@@ -178,6 +257,8 @@ def preprocess_for_train(
 ):
     """Decodes and augments one training image: crop, flip, PCA lighting, mean.
 
+    JPEGs are decoded only inside the crop window, see `decode_and_random_crop`.
+
     Args:
         image_bytes: scalar string tensor with an encoded image.
         image_size: side of the model's input, in pixels.
@@ -193,8 +274,7 @@ def preprocess_for_train(
         seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
     crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.split(seed, 3))
 
-    image = decode_image(image_bytes)
-    image = random_crop(image, image_size, resize_size, crop_seed)
+    image = decode_and_random_crop(image_bytes, image_size, resize_size, crop_seed)
     image = random_flip(image, flip_seed)
     if pca_stddev > 0:
         image = pca_lighting(image, pca_stddev, lighting_seed)
@@ -203,6 +283,9 @@ def preprocess_for_train(
 
 def preprocess_for_eval(image_bytes, image_size, resize_size=DEFAULT_RESIZE_SIZE):
     """Decodes one image and takes its central crop, mean subtracted.
+
+    The whole image is decoded at full scale, once, so that evaluation and the
+    exported model see exactly the same pixels.
 
     Args:
         image_bytes: scalar string tensor with an encoded image.

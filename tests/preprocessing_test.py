@@ -3,6 +3,7 @@
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from alexnet_tf import preprocessing
@@ -132,6 +133,102 @@ class CropTest(tf.test.TestCase, parameterized.TestCase):
 
         self.assertAllEqual(first, again)
         self.assertNotAllClose(first, other)
+
+
+class DecodeAndCropTest(tf.test.TestCase, parameterized.TestCase):
+    """The fused JPEG path against decoding the whole image, then cropping."""
+
+    def _both_crops(self, image_bytes, image_size, resize_size, seed):
+        image_bytes = tf.constant(image_bytes)
+        seed = tf.constant(seed, tf.int64)
+        fused = preprocessing.decode_and_random_crop(image_bytes, image_size, resize_size, seed)
+        whole = preprocessing.random_crop(
+            preprocessing.decode_image(image_bytes), image_size, resize_size, seed
+        )
+        return fused, whole
+
+    @parameterized.parameters(0, 1, 2, 3)
+    def test_full_scale_jpeg_matches_whole_decode(self, seed):
+        # china.jpg is 427x640: a 227 crop of its 256 resize is a 379-pixel
+        # window, too small for 1/2 scale, so the pixels must match exactly.
+        photo = sample_images.read_bytes(sample_images.REAL_PHOTOS[0])
+
+        fused, whole = self._both_crops(photo, 227, 256, [seed, 9])
+
+        self.assertAllEqual(fused, whole)
+
+    def test_png_takes_the_whole_decode_path(self):
+        png = sample_images.read_bytes(sample_images.REAL_PHOTOS[2])
+
+        fused, whole = self._both_crops(png, IMAGE_SIZE, RESIZE_SIZE, [4, 5])
+
+        self.assertAllEqual(fused, whole)
+
+    def test_large_jpeg_decodes_at_reduced_scale(self):
+        # A 67 crop of a 67 resize of a 427-pixel shorter side is a 427-pixel
+        # window, which 1/4 scale shrinks to 106 pixels before the resize.
+        photo = sample_images.read_bytes(sample_images.REAL_PHOTOS[0])
+        self.assertEqual(int(preprocessing._dct_ratio_index(427, IMAGE_SIZE)), 2)
+
+        fused, whole = self._both_crops(photo, IMAGE_SIZE, IMAGE_SIZE, [1, 2])
+
+        self.assertEqual(fused.shape, (IMAGE_SIZE, IMAGE_SIZE, 3))
+        # Another downscaling filter and a window rounded to the scale move
+        # pixels a little, not the picture.
+        self.assertLess(float(tf.reduce_mean(tf.abs(fused - whole))), 10.0)
+
+    @parameterized.parameters((100, 67, 0), (133, 67, 0), (134, 67, 1), (268, 67, 2),
+                              (536, 67, 3), (5000, 67, 3), (10, 67, 0))
+    def test_dct_ratio_keeps_window_at_least_crop(self, side, image_size, expected_index):
+        self.assertEqual(int(preprocessing._dct_ratio_index(side, image_size)), expected_index)
+
+    def test_progressive_jpeg_close_to_whole_decode(self):
+        pixels = np.asarray(tf.io.decode_jpeg(
+            sample_images.read_bytes(sample_images.REAL_PHOTOS[1])))
+        progressive = sample_images.encode(pixels, "JPEG", progressive=True, quality=90)
+
+        fused, whole = self._both_crops(progressive, 227, 256, [3, 3])
+
+        self.assertLess(float(tf.reduce_max(tf.abs(fused - whole))), 8.0)
+
+    @parameterized.named_parameters(
+        ("smaller_than_crop_jpeg", 20, 30, "JPEG"),
+        ("one_pixel_wide_jpeg", 300, 1, "JPEG"),
+        ("one_pixel_high_png", 1, 300, "PNG"),
+        ("one_pixel_jpeg", 1, 1, "JPEG"),
+        ("extreme_aspect_jpeg", 4, 3000, "JPEG"),
+        ("sixteen_bit_png", 40, 50, "PNG16"),
+    )
+    def test_odd_images_give_exact_training_size(self, height, width, image_format):
+        pixels = sample_images.gradient_image(height, width)
+        if image_format == "PNG16":
+            image_bytes = tf.io.encode_png(tf.cast(pixels, tf.uint16) * 257).numpy()
+        else:
+            image_bytes = sample_images.encode(pixels, image_format)
+
+        image = map_in_dataset(
+            lambda data: preprocessing.preprocess_for_train(
+                data, IMAGE_SIZE, RESIZE_SIZE, seed=tf.constant([1, 1])
+            ),
+            tf.constant(image_bytes),
+        )
+
+        self.assertEqual(image.shape, (IMAGE_SIZE, IMAGE_SIZE, 3))
+        self.assertTrue(np.isfinite(image.numpy()).all())
+        # Mean-subtracted pixels of a 0-255 image, plus PCA noise.
+        self.assertBetween(float(tf.reduce_max(tf.abs(image))), 1.0, 200.0)
+
+    def test_exif_orientation_is_ignored(self):
+        pixels = sample_images.gradient_image(30, 50)
+        exif = Image.Exif()
+        exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view.
+        rotated_tag = sample_images.encode(pixels, "JPEG", exif=exif.tobytes(), quality=95)
+        plain = sample_images.encode(pixels, "JPEG", quality=95)
+
+        decoded = preprocessing.decode_image(tf.constant(rotated_tag))
+
+        self.assertEqual(decoded.shape, (30, 50, 3))
+        self.assertAllEqual(decoded, preprocessing.decode_image(tf.constant(plain)))
 
 
 class FlipTest(tf.test.TestCase):
