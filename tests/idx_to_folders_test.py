@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import idx_to_folders
-from alexnet_tf import image_folder
+from alexnet_tf.data import image_folder
 
 
 def write_idx(path, array, magic):

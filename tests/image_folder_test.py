@@ -5,7 +5,7 @@ import os
 from absl.testing import absltest
 import tensorflow as tf
 
-from alexnet_tf import image_folder
+from alexnet_tf.data import image_folder
 
 
 def make_tree(root, files):
@@ -88,6 +88,76 @@ class ListImagesTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, r"\['c'\]"):
             image_folder.list_images(root, image_folder.VALIDATION_SPLIT, ("a",))
 
+
+
+class FlatValidationFolderTest(tf.test.TestCase):
+    """A validation split as ILSVRC-2012 ships it: flat images and a label file."""
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.create_tempdir().full_path
+        make_tree(self.root, ["train/n01/a.jpg", "train/n02/b.jpg", "train/n03/c.jpg",
+                              "val/v_0002.JPEG", "val/v_0001.JPEG", "val/v_0003.JPEG"])
+        self.class_names = ("n01", "n02", "n03")
+
+    def _write_labels(self, text):
+        path = os.path.join(self.root, "labels.txt")
+        with open(path, "w") as file:
+            file.write(text)
+        return path
+
+    def _list(self, label_file):
+        return image_folder.list_images(
+            self.root, image_folder.VALIDATION_SPLIT, self.class_names, label_file
+        )
+
+    def test_synset_lines_label_files_in_name_order(self):
+        images = self._list(self._write_labels("n03\nn01\nn03\n\n"))
+
+        self.assertEqual([os.path.basename(path) for path in images.paths],
+                         ["v_0001.JPEG", "v_0002.JPEG", "v_0003.JPEG"])
+        self.assertEqual(images.labels, (2, 0, 2))
+        self.assertEqual(images.class_names, self.class_names)
+
+    def test_index_lines_count_from_zero(self):
+        images = self._list(self._write_labels("2\n0\n1\n"))
+
+        self.assertEqual(images.labels, (2, 0, 1))
+
+    def test_unknown_class_names_the_line(self):
+        with self.assertRaisesRegex(ValueError, "Line 2 of .*'n09'.*0 to 2"):
+            self._list(self._write_labels("n01\nn09\nn02\n"))
+
+    def test_index_out_of_range_names_the_line(self):
+        with self.assertRaisesRegex(ValueError, "Line 3 .*'3'"):
+            self._list(self._write_labels("0\n1\n3\n"))
+
+    def test_line_count_must_match_images(self):
+        with self.assertRaisesRegex(ValueError, "has 2 labels but .* has 3 images"):
+            self._list(self._write_labels("n01\nn02\n"))
+
+    def test_missing_label_file(self):
+        with self.assertRaisesRegex(FileNotFoundError, "missing.txt"):
+            self._list(os.path.join(self.root, "missing.txt"))
+
+    def test_flat_folder_without_label_file_suggests_it(self):
+        with self.assertRaisesRegex(ValueError, "--validation_labels"):
+            image_folder.list_images(
+                self.root, image_folder.VALIDATION_SPLIT, self.class_names
+            )
+
+    def test_source_reads_labelled_files(self):
+        label_file = self._write_labels("n02\nn02\nn01\n")
+
+        source = image_folder.open_folder(
+            self.root, image_folder.VALIDATION_SPLIT, self.class_names, label_file
+        )
+
+        self.assertEqual(source.num_examples, 3)
+        self.assertTrue(source.fully_shuffled)
+        records = list(source.read())
+        self.assertEqual([int(record["label"]) for record in records], [1, 1, 0])
+        self.assertEqual(records[0]["image"].numpy(), b"\xff\xd8\xff")
 
 if __name__ == "__main__":
     absltest.main()
