@@ -1,44 +1,126 @@
-"""tf.data pipelines that read an `ImageList` into batches of images and labels."""
+"""tf.data pipelines that turn a `records.Source` into batches of images and labels.
 
+Whatever the source, the records go through the same steps: a check that
+skips (or stops at) bad image files, decoding with the crop, flip and PCA
+lighting of `preprocessing`, and batching.
+"""
+
+import dataclasses
+from typing import Optional
+
+from absl import logging
 import tensorflow as tf
 
 from alexnet_tf import preprocessing
+from alexnet_tf.data import bad_images as bad_images_lib
+from alexnet_tf.data import records
 
-# Leading bytes of JPEG, PNG, GIF and BMP files.
-_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
-# Start of the error message that names a file that is not an image.
-NOT_AN_IMAGE = "Not a JPEG, PNG, GIF or BMP image"
+_BYTES_PER_MEGABYTE = 1 << 20
 
 
-def read_image_file(path):
-    """Reads an image file, failing with the path if it is not an image.
+@dataclasses.dataclass(frozen=True)
+class InputOptions:
+    """Settings of the input pipeline that trade speed, memory and repeatability.
 
-    `tf.io.decode_image` alone reports an unknown format without the file, so a
-    bad file in a large tree would be hard to find.
-
-    Args:
-        path: scalar string tensor.
-
-    Returns:
-        Scalar string tensor with the encoded image.
+    Attributes:
+        shuffle_buffer_size: records held for shuffling when the source
+            shuffles only whole files (TFRecord shards, TFDS). Each holds an
+            encoded image, about 110 KB for ImageNet.
+        cache: keep the encoded images in memory after the first epoch; for
+            data sets that fit in RAM.
+        strict_decoding: stop at the first bad image file with an error that
+            names it, instead of skipping it.
+        deterministic: produce elements in a fixed order even when parallel
+            work finishes out of order; slower. Augmentation is repeatable
+            for a given seed either way.
+        private_threads: size of a thread pool of the pipeline's own; 0 uses
+            the shared pool of TensorFlow.
+        autotune_ram_budget_mb: memory that tf.data autotuning may use for
+            buffers, in MiB; 0 leaves TensorFlow's default (half of the RAM).
     """
-    image_bytes = tf.io.read_file(path)
-    has_signature = tf.reduce_any(
-        [
-            tf.equal(tf.strings.substr(image_bytes, 0, len(signature)), signature)
-            for signature in _IMAGE_SIGNATURES
-        ]
+
+    shuffle_buffer_size: int = 10_000
+    cache: bool = False
+    strict_decoding: bool = False
+    deterministic: bool = False
+    private_threads: int = 0
+    autotune_ram_budget_mb: int = 0
+
+
+def _tf_data_options(options):
+    tf_options = tf.data.Options()
+    tf_options.deterministic = options.deterministic
+    if options.private_threads:
+        tf_options.threading.private_threadpool_size = options.private_threads
+    if options.autotune_ram_budget_mb:
+        tf_options.autotune.ram_budget = options.autotune_ram_budget_mb * _BYTES_PER_MEGABYTE
+    # Sources shard by input context themselves; automatic sharding would
+    # shard again, or warn that it cannot.
+    tf_options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF
     )
-    check = tf.debugging.Assert(
-        has_signature,
-        [f"{NOT_AN_IMAGE}; convert or remove this file:", path],
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(image_bytes)
+    return tf_options
+
+
+def _keep_valid_images(dataset, source, options, bad_images):
+    """Drops records whose image is bad, or fails naming the first one if strict."""
+
+    def is_valid(record):
+        valid, reason = bad_images_lib.check_image(record[records.IMAGE])
+        if options.strict_decoding:
+            check = tf.debugging.Assert(
+                valid,
+                [
+                    f"{bad_images_lib.BAD_IMAGE} in {source.description} (", reason,
+                    "): ", record[records.NAME],
+                    ". Remove or re-encode it, or train without --strict_decoding "
+                    "to skip bad files.",
+                ],
+            )
+            with tf.control_dependencies([check]):
+                return tf.identity(valid)
+
+        return tf.cond(
+            valid,
+            lambda: tf.constant(True),
+            lambda: bad_images.record_tensors(record[records.NAME], reason),
+        )
+
+    def add_validity(record):
+        return record, is_valid(record)
+
+    def keep(record, valid):
+        del record  # Unused.
+        return valid
+
+    def drop_validity(record, valid):
+        del valid  # Unused.
+        return record
+
+    # The check is cheap next to decoding, so it runs in its own stage and
+    # decoding sees only images that passed it.
+    checked = dataset.map(add_validity, num_parallel_calls=tf.data.AUTOTUNE)
+    return checked.filter(keep).map(drop_validity)
+
+
+def _read_for_training(source, options, seed, input_context):
+    """Reads the source's records shuffled anew each epoch, repeated forever."""
+    if options.cache:
+        # Cached records would replay the first epoch's file order, so the
+        # whole cached split is shuffled instead.
+        dataset = source.read(input_context=input_context, shuffle=False).cache()
+        buffer_size = source.num_examples or options.shuffle_buffer_size
+    else:
+        dataset = source.read(input_context=input_context, shuffle=True, seed=seed)
+        buffer_size = 0 if source.fully_shuffled else options.shuffle_buffer_size
+
+    if buffer_size > 1:
+        dataset = dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
+    return dataset
 
 
 def make_dataset(
-    image_list,
+    source,
     batch_size,
     training,
     image_size,
@@ -46,15 +128,25 @@ def make_dataset(
     pca_stddev=preprocessing.DEFAULT_PCA_STDDEV,
     seed=None,
     input_context=None,
+    options: Optional[InputOptions] = None,
+    bad_images: Optional[bad_images_lib.BadImageLog] = None,
 ):
-    """Builds the input pipeline of one split for one input pipeline replica.
+    """Builds the input pipeline of one split for one input pipeline.
 
-    Training data is shuffled at the file level each epoch, repeated without
-    end and augmented, and its batches are all full. Evaluation data is read
-    once in order with a central crop, and its last batch may be partial.
+    Training data is shuffled each epoch, repeated without end and augmented,
+    and its batches are all full, so a fixed number of steps per epoch never
+    runs out of data, whatever number of bad files were skipped. Evaluation
+    data is read once in order with a central crop, and its last batch may be
+    partial.
+
+    Bad image files (empty, truncated, not an image) are skipped, counted and
+    named in `bad_images`, or stop the pipeline with an error naming the file
+    when `options.strict_decoding` is set. A file that passes the checks of
+    `bad_images.check_image` but still fails to decode is dropped with a
+    warning from TensorFlow and is not counted.
 
     Args:
-        image_list: an `image_folder.ImageList`.
+        source: a `records.Source`.
         batch_size: examples per batch of this pipeline, that is the
             per-replica batch size under a `tf.distribute` strategy.
         training: whether to shuffle, repeat and augment.
@@ -63,54 +155,64 @@ def make_dataset(
         pca_stddev: standard deviation of the PCA lighting coefficients.
         seed: integer seed of the shuffle and the augmentation, or None.
         input_context: a `tf.distribute.InputContext`. With several input
-            pipelines each reads a disjoint shard of the files.
+            pipelines each reads a disjoint part of the source.
+        options: an `InputOptions`; None for the defaults.
+        bad_images: a `bad_images.BadImageLog` that counts skipped files;
+            None to log them in a new one.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32 images of shape
         `(batch, image_size, image_size, 3)` and int32 labels of shape `(batch,)`.
     """
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (list(image_list.paths), tf.constant(image_list.labels, tf.int32))
-    )
-    if input_context and input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
-        )
+    options = options or InputOptions()
+    split_name = "training split" if training else "validation split"
+    bad_images = bad_images or bad_images_lib.BadImageLog(f"{split_name} of {source.description}")
 
     if training:
-        dataset = dataset.shuffle(len(image_list), seed=seed, reshuffle_each_iteration=True)
+        dataset = _read_for_training(source, options, seed, input_context)
+    else:
+        dataset = source.read(input_context=input_context, shuffle=False)
+        if options.cache:
+            dataset = dataset.cache()
+    dataset = _keep_valid_images(dataset, source, options, bad_images)
+
+    if training:
+        # Repeating after the check ends the data set, instead of looping for
+        # ever, when not a single image is valid.
         dataset = dataset.repeat()
         # One stateless seed pair per example keeps augmentation repeatable
         # under parallel, non-deterministic map order.
         augmentation_seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip(dataset, augmentation_seeds)
 
-        def load_train(example, augmentation_seed):
-            path, label = example
+        def load_train(record, augmentation_seed):
             image = preprocessing.preprocess_for_train(
-                read_image_file(path), image_size, resize_size, pca_stddev, augmentation_seed
+                record[records.IMAGE], image_size, resize_size, pca_stddev, augmentation_seed
             )
-            return image, label
+            return image, record[records.LABEL]
 
         dataset = dataset.map(load_train, num_parallel_calls=tf.data.AUTOTUNE)
     else:
 
-        def load_eval(path, label):
-            image = preprocessing.preprocess_for_eval(read_image_file(path), image_size, resize_size)
-            return image, label
+        def load_eval(record):
+            image = preprocessing.preprocess_for_eval(record[records.IMAGE], image_size, resize_size)
+            return image, record[records.LABEL]
 
         dataset = dataset.map(load_eval, num_parallel_calls=tf.data.AUTOTUNE)
 
+    if not options.strict_decoding:
+        dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.with_options(_tf_data_options(options))
 
 
-def distribute_dataset(strategy, image_list, global_batch_size, training, **kwargs):
+def distribute_dataset(strategy, source, global_batch_size, training, **kwargs):
     """Builds one pipeline per input worker with the per-replica batch size.
 
     Args:
         strategy: a `tf.distribute.Strategy`.
-        image_list: an `image_folder.ImageList`.
+        source: a `records.Source`.
         global_batch_size: examples per step over all replicas.
         training: whether to shuffle, repeat and augment.
         **kwargs: further arguments of `make_dataset`.
@@ -121,8 +223,13 @@ def distribute_dataset(strategy, image_list, global_batch_size, training, **kwar
 
     def dataset_fn(input_context):
         per_replica_batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+        logging.info(
+            "Input pipeline %d of %d reads %s.",
+            input_context.input_pipeline_id + 1, input_context.num_input_pipelines,
+            source.description,
+        )
         return make_dataset(
-            image_list,
+            source,
             per_replica_batch_size,
             training,
             input_context=input_context,
