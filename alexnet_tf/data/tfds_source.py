@@ -64,7 +64,7 @@ def open_tfds(name, split, data_dir=None, manual_dir=None, download=True):
             "imagenet2012:5.1.0".
         split: "train", "validation" or a TFDS split string such as
             "train[:90%]". `resolve_split` describes how each maps to TFDS.
-        data_dir: the TFDS data directory, which holds `<name>/<version>/`.
+        data_dir: the TFDS data directory, which contains `<name>/<version>/`.
             None uses TFDS's default: $TFDS_DATA_DIR, else
             ~/tensorflow_datasets.
         manual_dir: the folder with the files of a data set that must be
