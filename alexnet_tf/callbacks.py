@@ -1,4 +1,4 @@
-"""Keras callbacks for checkpoints, throughput and TensorBoard images."""
+"""Keras callbacks for checkpoints, throughput, skipped images and TensorBoard images."""
 
 import math
 import os
@@ -82,6 +82,48 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Validation time between epochs must not count as training time.
         self._start_window()
+
+
+class SkippedImages(keras.callbacks.Callback):
+    """Writes the number of bad image files the input pipelines skipped.
+
+    TensorBoard gets `skipped_images` under each writer, the running total of
+    its `bad_images.BadImageLog`, every `every_steps` training steps and after
+    each epoch and validation pass. At the end of training, a total above zero
+    is logged with the reasons.
+
+    Args:
+        logs_and_writers: pairs of a `BadImageLog` and the `tf.summary`
+            writer to write its count to.
+        every_steps: training steps between points.
+    """
+
+    def __init__(self, logs_and_writers, every_steps=100):
+        super().__init__()
+        self._logs_and_writers = tuple(logs_and_writers)
+        self._every_steps = max(1, every_steps)
+
+    def _write(self):
+        step = int(self.model.optimizer.iterations.numpy())
+        for bad_images, writer in self._logs_and_writers:
+            with writer.as_default():
+                tf.summary.scalar("skipped_images", bad_images.count, step=step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (batch + 1) % self._every_steps == 0:
+            self._write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write()
+
+    def on_train_end(self, logs=None):
+        self._write()
+        for bad_images, _ in self._logs_and_writers:
+            if bad_images.count:
+                logging.warning(
+                    "%d bad image files were skipped in the %s: %s",
+                    bad_images.count, bad_images.description, bad_images.reasons(),
+                )
 
 
 class AugmentedImages(keras.callbacks.Callback):

@@ -1,10 +1,13 @@
-r"""Trains AlexNet on an ImageNet-style folder tree, evaluates it and exports it.
+r"""Trains AlexNet on ImageNet-style data, evaluates it and exports it.
 
     python -m alexnet_tf.train --data_dir=DIR --model_dir=DIR
     python -m alexnet_tf.train --flagfile=flags/paper.cfg --data_dir=DIR --model_dir=DIR
+    python -m alexnet_tf.train --dataset=tfrecord --data_dir=SHARDS --model_dir=DIR
+    python -m alexnet_tf.train --dataset=tfds:imagenette --model_dir=DIR
 
-DIR/train/<class>/<image> and DIR/validation/<class>/<image> (or val/) hold the
-images. Running the same command again continues from the last checkpoint.
+By default DIR/train/<class>/<image> and DIR/validation/<class>/<image> (or
+val/) hold the images. Running the same command again continues from the last
+checkpoint.
 """
 
 import dataclasses
@@ -15,15 +18,46 @@ from absl import logging
 import tensorflow as tf
 
 from alexnet_tf import distribution
-from alexnet_tf.data import input_pipeline
 from alexnet_tf import model as model_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import training
+from alexnet_tf.data import bad_images
+from alexnet_tf.data import sources
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Root of the image tree: train/ and validation/ (or val/) "
-                    "with one subfolder of images per class.")
+flags.DEFINE_string("dataset", sources.FOLDER, "Form of the data set: 'folder' for a folder "
+                    "tree, 'tfrecord' for TFRecord shards (see alexnet_tf.data.build_tfrecords), "
+                    "or 'tfds:NAME' for a TensorFlow Datasets data set, such as tfds:imagenet2012.")
+flags.DEFINE_string("data_dir", None, "Where the data set is. folder: the root of the tree, with "
+                    "train/ and validation/ (or val/) holding one subfolder of images per class. "
+                    "tfrecord: the folder of train-*-of-* and validation-*-of-* shards. tfds: the "
+                    "TFDS data folder; default ~/tensorflow_datasets.")
+flags.DEFINE_string("validation_labels", None, "folder only: a label file for a flat validation "
+                    "folder, as ILSVRC-2012 ships it: one class name (synset) or class index "
+                    "from 0 per line, for the images in sorted file-name order.")
+flags.DEFINE_integer("label_offset", None, "tfrecord only: subtracted from each stored label. "
+                     "Default: 0 for shards written by build_tfrecords (as their "
+                     "dataset_info.json records), 1 for other shards, whose ImageNet labels the "
+                     "common conversion scripts store as 1 to 1000.")
+flags.DEFINE_string("tfds_manual_dir", None, "tfds only: folder of manually downloaded files, "
+                    "such as ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar for "
+                    "tfds:imagenet2012.")
+flags.DEFINE_bool("strict_decoding", False, "Stop at the first bad image file (empty, truncated, "
+                  "not an image) with an error naming it. By default such files are skipped, "
+                  "counted in TensorBoard and named in the log.")
+flags.DEFINE_integer("shuffle_buffer_size", 10_000, "Records held for shuffling TFRecord and "
+                     "TFDS data, which are shuffled file by file; each holds an encoded image.",
+                     lower_bound=0)
+flags.DEFINE_bool("cache_dataset", False, "Keep the encoded images in memory after the first "
+                  "epoch; for data sets that fit in RAM.")
+flags.DEFINE_bool("deterministic_input", False, "Keep the input order fixed under parallel "
+                  "decoding; slower. Augmentation is repeatable for a --seed either way.")
+flags.DEFINE_integer("data_threads", 0, "Threads of the input pipeline's own pool; 0 shares "
+                     "TensorFlow's pool.", lower_bound=0)
+flags.DEFINE_integer("autotune_ram_budget_mb", 0, "Memory tf.data autotuning may use for "
+                     "buffers, in MiB; 0 for TensorFlow's default, half of the RAM.",
+                     lower_bound=0)
 flags.DEFINE_string("model_dir", None, "Folder for checkpoints, TensorBoard logs and results. "
                     "An existing run in it is continued.")
 flags.DEFINE_string("export_dir", None, "Folder for the serving SavedModel. Default: "
@@ -63,7 +97,16 @@ flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA. Ign
 flags.DEFINE_integer("log_every_steps", 100, "Steps between throughput logs and TensorBoard "
                      "points.", lower_bound=1)
 
-flags.mark_flags_as_required(["data_dir", "model_dir"])
+flags.mark_flags_as_required(["model_dir"])
+
+
+@flags.validator("dataset", message="--dataset must be 'folder', 'tfrecord' or 'tfds:NAME'.")
+def _check_dataset(value):
+    try:
+        sources.check_dataset_name(value)
+    except ValueError:
+        return False
+    return True
 
 
 @flags.multi_flags_validator(
@@ -111,11 +154,12 @@ def main(argv):
         # User errors: the message names the value and the fix; a traceback adds nothing.
         raise SystemExit(f"error: {error}") from None
     except tf.errors.InvalidArgumentError as error:
-        # The assertion message reads "... [Not a JPEG ...: ] [PATH]".
-        start = error.message.find(input_pipeline.NOT_AN_IMAGE)
+        # A failed tf.debugging.Assert prints each part in brackets:
+        # "... [Invalid image file in ... (] [truncated JPEG...] [):] [PATH] [. Remove ...]".
+        start = error.message.find(bad_images.BAD_IMAGE)
         if start < 0:
             raise
-        message = error.message[start:].splitlines()[0].replace("] [", " ").rstrip("]")
+        message = error.message[start:].splitlines()[0].replace("] [", "").rstrip("]")
         raise SystemExit(f"error: {message}") from None
 
 

@@ -1,4 +1,4 @@
-"""Trains and evaluates AlexNet on an image folder tree, then exports it."""
+"""Trains and evaluates AlexNet on a folder tree, TFRecord shards or TFDS, then exports it."""
 
 import dataclasses
 import os
@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from alexnet_tf import callbacks as callbacks_lib
 from alexnet_tf import distribution
-from alexnet_tf.data import image_folder
+from alexnet_tf.data import bad_images as bad_images_lib
 from alexnet_tf.data import input_pipeline
+from alexnet_tf.data import sources
 from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import optimizer as optimizer_lib
@@ -25,7 +26,9 @@ class TrainConfig:
     """Settings of a training run. The defaults are the recipe of Krizhevsky et al. (2012).
 
     Attributes:
-        data_dir: root of the image folder tree (`train/`, `validation/`).
+        data_dir: where the data set is: the root of the folder tree
+            (`train/`, `validation/`), the folder of TFRecord shards, or the
+            TFDS data folder (None for the TFDS default).
         model_dir: where checkpoints, TensorBoard logs and results go.
         export_dir: where the SavedModel goes; None for `model_dir/export`.
         global_batch_size: images per step over all replicas.
@@ -47,6 +50,15 @@ class TrainConfig:
             one replica.
         log_every_steps: steps between throughput logs and TensorBoard points.
         export: whether to export the SavedModel at the end.
+        dataset: "folder", "tfrecord" or "tfds:NAME", see `data.sources`.
+        validation_labels: label file of a flat validation folder, see
+            `data.image_folder.read_label_file`.
+        label_offset: subtracted from TFRecord labels; None for the default
+            of `data.tfrecords.open_tfrecords`.
+        tfds_manual_dir: folder of manually downloaded TFDS files.
+        strict_decoding: stop at the first bad image file instead of skipping it.
+        shuffle_buffer_size, cache_dataset, deterministic_input, data_threads,
+        autotune_ram_budget_mb: see `data.input_pipeline.InputOptions`.
     """
 
     data_dir: str
@@ -68,12 +80,38 @@ class TrainConfig:
     jit_compile: bool = False
     log_every_steps: int = 100
     export: bool = True
+    dataset: str = sources.FOLDER
+    validation_labels: str = None
+    label_offset: int = None
+    tfds_manual_dir: str = None
+    strict_decoding: bool = False
+    shuffle_buffer_size: int = 10_000
+    cache_dataset: bool = False
+    deterministic_input: bool = False
+    data_threads: int = 0
+    autotune_ram_budget_mb: int = 0
 
     def resolved_export_dir(self):
         return self.export_dir or os.path.join(self.model_dir, "export")
 
+    def input_options(self):
+        return input_pipeline.InputOptions(
+            shuffle_buffer_size=self.shuffle_buffer_size,
+            cache=self.cache_dataset,
+            strict_decoding=self.strict_decoding,
+            deterministic=self.deterministic_input,
+            private_threads=self.data_threads,
+            autotune_ram_budget_mb=self.autotune_ram_budget_mb,
+        )
+
 
 def _check_config(config):
+    sources.check_dataset_name(config.dataset)
+    if config.data_dir is None and not config.dataset.startswith(sources.TFDS_PREFIX):
+        raise ValueError(
+            f"--data_dir is required with --dataset={config.dataset}: pass the "
+            "folder that holds the data set."
+        )
     if config.resize_size < config.image_size:
         raise ValueError(
             f"resize_size={config.resize_size} is smaller than image_size="
@@ -87,8 +125,19 @@ def _check_config(config):
         )
 
 
+def _count_examples(source):
+    """Returns the source's number of records, reading them all if it is unknown."""
+    if source.num_examples is not None:
+        return source.num_examples
+    logging.info(
+        "Counting the records of %s, which reads all of them once; pass "
+        "--steps_per_epoch to skip this.", source.description,
+    )
+    return int(source.read().reduce(0, lambda count, _: count + 1).numpy())
+
+
 def _steps_per_epoch(config, num_train_images):
-    if config.global_batch_size > num_train_images:
+    if num_train_images is not None and config.global_batch_size > num_train_images:
         logging.warning(
             "The global batch of %d is larger than the %d training images, so "
             "each batch repeats images.", config.global_batch_size, num_train_images,
@@ -134,16 +183,17 @@ def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile):
     return model, optimizer
 
 
-def _augmented_sample(train_images, config):
+def _augmented_sample(train_source, config):
     """Returns a few training images exactly as the model receives them."""
     dataset = input_pipeline.make_dataset(
-        train_images,
+        train_source,
         _GRID_IMAGES,
         training=True,
         image_size=config.image_size,
         resize_size=config.resize_size,
         pca_stddev=config.pca_stddev,
         seed=config.seed,
+        options=config.input_options(),
     )
     images, _ = next(iter(dataset))
     return images
@@ -161,15 +211,20 @@ def _final_metrics(model, history_logs, validation_dataset):
 
 
 def _fit(
-    config, model, manager, epoch_variable, train_images,
+    config, model, manager, epoch_variable, train_source,
     train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
+    skipped_image_logs,
 ):
     """Trains from `initial_epoch` to `config.num_epochs`; returns Keras' history dict."""
     model_dir_lib.write_json(
         os.path.join(config.model_dir, f"run_config-epoch{initial_epoch}.json"),
         dataclasses.asdict(config),
     )
-    train_writer = callbacks_lib.summary_writer(config.model_dir, "train")
+    writers = {
+        name: callbacks_lib.summary_writer(config.model_dir, name)
+        for name in ("train", "validation")
+    }
+    train_writer = writers["train"]
     callbacks = [
         keras.callbacks.TensorBoard(
             log_dir=config.model_dir, update_freq=config.log_every_steps
@@ -179,7 +234,11 @@ def _fit(
             train_writer, config.global_batch_size, config.log_every_steps
         ),
         callbacks_lib.AugmentedImages(
-            train_writer, _augmented_sample(train_images, config)
+            train_writer, _augmented_sample(train_source, config)
+        ),
+        callbacks_lib.SkippedImages(
+            [(log, writers[name]) for name, log in skipped_image_logs.items()],
+            config.log_every_steps,
         ),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -196,7 +255,8 @@ def _fit(
         shuffle=False,  # The pipeline already shuffles the files each epoch.
         verbose=1,
     )
-    train_writer.close()
+    for writer in writers.values():
+        writer.close()
     return history.history
 
 
@@ -221,11 +281,14 @@ def train_and_evaluate(config, strategy=None):
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
 
-    train_images = image_folder.list_images(config.data_dir, image_folder.TRAIN_SPLIT)
-    class_names = train_images.class_names
-    validation_images = image_folder.list_images(
-        config.data_dir, image_folder.VALIDATION_SPLIT, class_names
+    train_source, validation_source = sources.open_train_and_validation(
+        config.dataset,
+        config.data_dir,
+        validation_labels=config.validation_labels,
+        label_offset=config.label_offset,
+        tfds_manual_dir=config.tfds_manual_dir,
     )
+    class_names = train_source.class_names
 
     model_config = {
         "class_names": list(class_names),
@@ -242,12 +305,15 @@ def train_and_evaluate(config, strategy=None):
     per_replica_batch_size = distribution.per_replica_batch_size(
         config.global_batch_size, num_replicas
     )
-    steps_per_epoch = _steps_per_epoch(config, len(train_images))
+    num_train_images = (
+        train_source.num_examples if config.steps_per_epoch else _count_examples(train_source)
+    )
+    steps_per_epoch = _steps_per_epoch(config, num_train_images)
     logging.info(
-        "Global batch %d = %d replica(s) x %d images; %d steps per epoch over %d "
-        "training images; %d validation images.",
-        config.global_batch_size, num_replicas, per_replica_batch_size,
-        steps_per_epoch, len(train_images), len(validation_images),
+        "Global batch %d = %d replica(s) x %d images; %d steps per epoch over %s "
+        "training images; %s validation images.",
+        config.global_batch_size, num_replicas, per_replica_batch_size, steps_per_epoch,
+        num_train_images or "uncounted", validation_source.num_examples or "uncounted",
     )
 
     jit_compile = config.jit_compile
@@ -276,25 +342,34 @@ def train_and_evaluate(config, strategy=None):
     else:
         logging.info("No checkpoint in %s: starting from scratch.", config.model_dir)
 
+    skipped_image_logs = {
+        "train": bad_images_lib.BadImageLog(f"training split of {train_source.description}"),
+        "validation": bad_images_lib.BadImageLog(
+            f"validation split of {validation_source.description}"
+        ),
+    }
     pipeline_kwargs = {
         "image_size": config.image_size,
         "resize_size": config.resize_size,
         "seed": config.seed,
+        "options": config.input_options(),
     }
     train_dataset = input_pipeline.distribute_dataset(
-        strategy, train_images, config.global_batch_size, training=True,
-        pca_stddev=config.pca_stddev, **pipeline_kwargs,
+        strategy, train_source, config.global_batch_size, training=True,
+        pca_stddev=config.pca_stddev, bad_images=skipped_image_logs["train"],
+        **pipeline_kwargs,
     )
     validation_dataset = input_pipeline.distribute_dataset(
-        strategy, validation_images, config.global_batch_size, training=False,
-        **pipeline_kwargs,
+        strategy, validation_source, config.global_batch_size, training=False,
+        bad_images=skipped_image_logs["validation"], **pipeline_kwargs,
     )
 
     history_logs = None
     if initial_epoch < config.num_epochs:
         history_logs = _fit(
-            config, model, manager, epoch_variable, train_images,
+            config, model, manager, epoch_variable, train_source,
             train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
+            skipped_image_logs,
         )
     else:
         logging.info(

@@ -64,7 +64,7 @@ def _ends_with(image_bytes, suffix):
 
 
 def _bmp_is_complete(image_bytes):
-    """Returns whether a BMP file is at least as long as its header says."""
+    """Returns whether a BMP file is at least as long as the size in its header."""
     # Padding keeps substr in range for files shorter than the header.
     padded = tf.strings.join([image_bytes, b"\0" * (_BMP_SIZE_OFFSET + 4)])
     size_field = tf.strings.substr(padded, _BMP_SIZE_OFFSET, 4)
@@ -84,7 +84,7 @@ def check_image(image_bytes):
 
     Returns:
         `(is_valid, reason)`: a scalar bool tensor and a scalar string tensor
-        that says what is wrong, empty when `is_valid` is True.
+        that describes the problem, empty when `is_valid` is True.
     """
     is_jpeg = preprocessing.is_jpeg(image_bytes)
     is_png = _starts_with(image_bytes, _PNG_SIGNATURE)
