@@ -23,6 +23,7 @@ from alexnet_tf import preprocessing
 from alexnet_tf import training
 from alexnet_tf.data import bad_images
 from alexnet_tf.data import sources
+from alexnet_tf.data import tfrecords
 
 FLAGS = flags.FLAGS
 
@@ -40,6 +41,9 @@ flags.DEFINE_integer("label_offset", None, "tfrecord only: subtracted from each 
                      "Default: 0 for shards written by build_tfrecords (as their "
                      "dataset_info.json records), 1 for other shards, whose ImageNet labels the "
                      "common conversion scripts store as 1 to 1000.")
+flags.DEFINE_string("class_names_file", None, "tfrecord only, for shards without the "
+                    "dataset_info.json of build_tfrecords: a text file with one class name per "
+                    "line, in label order, such as the 1000 sorted ImageNet synsets.")
 flags.DEFINE_string("tfds_manual_dir", None, "tfds only: folder of manually downloaded files, "
                     "such as ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar for "
                     "tfds:imagenet2012.")
@@ -153,14 +157,21 @@ def main(argv):
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         # User errors: the message names the value and the fix; a traceback adds nothing.
         raise SystemExit(f"error: {error}") from None
-    except tf.errors.InvalidArgumentError as error:
-        # A failed tf.debugging.Assert prints each part in brackets:
-        # "... [Invalid image file in ... (] [truncated JPEG...] [):] [PATH] [. Remove ...]".
-        start = error.message.find(bad_images.BAD_IMAGE)
-        if start < 0:
+    except tf.errors.OpError as error:
+        message = _data_error_message(error)
+        if message is None:
             raise
-        message = error.message[start:].splitlines()[0].replace("] [", "").rstrip("]")
         raise SystemExit(f"error: {message}") from None
+
+
+def _data_error_message(error):
+    """Returns one line for a bad image file, damaged shard or bad label, else None."""
+    # A failed tf.debugging.Assert prints each part in brackets:
+    # "... [Invalid image file in ... (] [truncated JPEG...] [): ] [PATH] [. Remove ...]".
+    start = error.message.find(bad_images.BAD_IMAGE)
+    if start >= 0:
+        return error.message[start:].splitlines()[0].replace("] [", "").rstrip("]")
+    return tfrecords.read_error_message(error)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class TrainConfig:
             `data.image_folder.read_label_file`.
         label_offset: subtracted from TFRecord labels; None for the default
             of `data.tfrecords.open_tfrecords`.
+        class_names_file: class names in label order, one per line, for
+            TFRecord shards without the `dataset_info.json` of `build_tfrecords`.
         tfds_manual_dir: folder of manually downloaded TFDS files.
         strict_decoding: stop at the first bad image file instead of skipping it.
         shuffle_buffer_size, cache_dataset, deterministic_input, data_threads,
@@ -83,6 +85,7 @@ class TrainConfig:
     dataset: str = sources.FOLDER
     validation_labels: str = None
     label_offset: int = None
+    class_names_file: str = None
     tfds_manual_dir: str = None
     strict_decoding: bool = False
     shuffle_buffer_size: int = 10_000
@@ -284,6 +287,7 @@ def train_and_evaluate(config, strategy=None):
     train_source, validation_source = sources.open_train_and_validation(
         config.dataset,
         config.data_dir,
+        class_names_file=config.class_names_file,
         validation_labels=config.validation_labels,
         label_offset=config.label_offset,
         tfds_manual_dir=config.tfds_manual_dir,

@@ -9,6 +9,8 @@
   (None for the TFDS default, ~/tensorflow_datasets).
 """
 
+import os
+
 from alexnet_tf.data import image_folder
 
 FOLDER = "folder"
@@ -78,12 +80,38 @@ def open_source(
     )
 
 
-def open_train_and_validation(dataset, data_dir, **kwargs):
+def read_class_names_file(path):
+    """Returns the non-blank lines of a text file of class names, in order.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it names no class or a class twice.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Class names file not found: {path!r}. Pass --class_names_file=FILE "
+            "with one class name per line, in label order."
+        )
+    with open(path, encoding="utf-8") as file:
+        names = [line.strip() for line in file if line.strip()]
+
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if not names or duplicates:
+        raise ValueError(
+            f"{path!r} must list distinct class names, one per line. Found "
+            f"{len(names)} names, repeated: {duplicates[:10]}."
+        )
+    return tuple(names)
+
+
+def open_train_and_validation(dataset, data_dir, class_names_file=None, **kwargs):
     """Opens both splits and checks that they agree on the classes.
 
     Args:
         dataset: "folder", "tfrecord" or "tfds:NAME".
         data_dir: where the data set is.
+        class_names_file: for TFRecord shards without `dataset_info.json`, a
+            text file of class names in label order, see `read_class_names_file`.
         **kwargs: further arguments of `open_source`, except `class_names`.
 
     Returns:
@@ -93,7 +121,18 @@ def open_train_and_validation(dataset, data_dir, **kwargs):
         ValueError: if the validation split's classes differ from the
             training split's.
     """
-    train = open_source(dataset, data_dir, image_folder.TRAIN_SPLIT, **kwargs)
+    class_names = None
+    if class_names_file:
+        if dataset != TFRECORD:
+            raise ValueError(
+                f"--class_names_file is for --dataset={TFRECORD}; the {dataset} form "
+                "stores its class names. Drop the flag."
+            )
+        class_names = read_class_names_file(class_names_file)
+
+    train = open_source(
+        dataset, data_dir, image_folder.TRAIN_SPLIT, class_names=class_names, **kwargs
+    )
     validation = open_source(
         dataset, data_dir, image_folder.VALIDATION_SPLIT, class_names=train.class_names, **kwargs
     )
