@@ -318,5 +318,30 @@ class PrepareImageTest(parameterized.TestCase):
         self.assertStartsWith(jpeg, b"\xff\xd8\xff")
 
 
+
+class FlatValidationTest(tf.test.TestCase):
+
+    def test_label_file_labels_a_flat_validation_folder(self):
+        root = self.create_tempdir().full_path
+        jpeg = sample_images.encode(photo_pixels(0, (40, 50)), "JPEG")
+        for class_name in ("n01", "n02"):
+            write_file(os.path.join(root, "train", class_name, "a.JPEG"), jpeg)
+        for index in range(3):
+            write_file(os.path.join(root, "val", f"ILSVRC2012_val_{index + 1:08d}.JPEG"), jpeg)
+        labels = write_file(os.path.join(root, "labels.txt"), b"n02\nn01\nn02\n")
+        output_dir = os.path.join(self.create_tempdir().full_path, "shards")
+
+        build_tfrecords.build_tfrecords(
+            root, output_dir, num_train_shards=1, num_validation_shards=1, num_workers=1,
+            validation_labels=labels,
+        )
+
+        examples = read_examples(output_dir, "validation")
+        found = {os.path.basename(name): feature_value(example, "image/class/label")
+                 for name, example in examples.items()}
+        self.assertEqual(found, {"ILSVRC2012_val_00000001.JPEG": 1,
+                                 "ILSVRC2012_val_00000002.JPEG": 0,
+                                 "ILSVRC2012_val_00000003.JPEG": 1})
+
 if __name__ == "__main__":
     absltest.main()

@@ -382,7 +382,8 @@ def _log_report(report, num_shards):
 
 
 def build_tfrecords(data_dir, output_dir, num_train_shards=1024,
-                    num_validation_shards=128, num_workers=None, seed=0):
+                    num_validation_shards=128, num_workers=None, seed=0,
+                    validation_labels=None):
     """Converts the train and validation images of a folder tree into shards.
 
     Args:
@@ -397,6 +398,8 @@ def build_tfrecords(data_dir, output_dir, num_train_shards=1024,
         num_workers: processes that write shards in parallel. None uses one
             per CPU core. The shards are the same for any number.
         seed: seed of the shuffle that assigns files to shards.
+        validation_labels: label file of a flat validation folder, as
+            ILSVRC-2012 ships it; see `image_folder.read_label_file`.
 
     Returns:
         The report: for each split, the number of images `written`, and the
@@ -414,7 +417,8 @@ def build_tfrecords(data_dir, output_dir, num_train_shards=1024,
 
     train = image_folder.list_images(data_dir, image_folder.TRAIN_SPLIT)
     validation = image_folder.list_images(data_dir, image_folder.VALIDATION_SPLIT,
-                                          class_names=train.class_names)
+                                          class_names=train.class_names,
+                                          label_file=validation_labels)
     image_lists = {tfrecords.TRAIN_SPLIT: train, tfrecords.VALIDATION_SPLIT: validation}
     requested_shards = {tfrecords.TRAIN_SPLIT: num_train_shards,
                         tfrecords.VALIDATION_SPLIT: num_validation_shards}
@@ -468,6 +472,9 @@ def _define_flags():
     flags.DEFINE_integer("num_workers", None, "Processes writing shards in parallel. "
                          "Default: one per CPU core.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the shuffle that assigns images to shards.")
+    flags.DEFINE_string("validation_labels", None, "Label file for a flat validation folder, "
+                        "as ILSVRC-2012 ships it: one class name (synset) or class index from 0 "
+                        "per line, for the images in sorted file-name order.")
     flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 
@@ -477,7 +484,8 @@ def main(argv):
     FLAGS = flags.FLAGS
     try:
         build_tfrecords(FLAGS.data_dir, FLAGS.output_dir, FLAGS.num_train_shards,
-                        FLAGS.num_validation_shards, FLAGS.num_workers, FLAGS.seed)
+                        FLAGS.num_validation_shards, FLAGS.num_workers, FLAGS.seed,
+                        FLAGS.validation_labels)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
 
