@@ -177,6 +177,32 @@ class DecodeAndCropTest(tf.test.TestCase, parameterized.TestCase):
         # pixels a little, not the picture.
         self.assertLess(float(tf.reduce_mean(tf.abs(fused - whole))), 10.0)
 
+    def test_bilinear_training_resize_close_to_antialiased(self):
+        photo = tf.constant(sample_images.read_bytes(sample_images.REAL_PHOTOS[0]))
+        seed = tf.constant([2, 3], tf.int64)
+
+        bilinear = preprocessing.decode_and_random_crop(photo, 227, 256, seed, antialias=False)
+        filtered = preprocessing.decode_and_random_crop(photo, 227, 256, seed, antialias=True)
+
+        self.assertEqual(bilinear.shape, (227, 227, 3))
+        self.assertNotAllClose(bilinear, filtered)
+        # About 3.4 levels of 255 on this detailed photo.
+        self.assertLess(float(tf.reduce_mean(tf.abs(bilinear - filtered))), 5.0)
+
+    def test_training_composes_crop_flip_lighting_and_mean(self):
+        photo = tf.constant(sample_images.read_bytes(sample_images.REAL_PHOTOS[1]))
+        seed = tf.constant([7, 8], tf.int64)
+        crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.split(seed, 3))
+
+        image = preprocessing.preprocess_for_train(photo, 227, 256, 0.1, seed)
+
+        expected = preprocessing.decode_and_random_crop(
+            photo, 227, 256, crop_seed, antialias=False
+        )
+        expected = preprocessing.random_flip(expected, flip_seed)
+        expected = preprocessing.pca_lighting(expected, 0.1, lighting_seed)
+        self.assertAllClose(image, preprocessing.normalize(expected), atol=1e-3)
+
     @parameterized.parameters((100, 67, 0), (133, 67, 0), (134, 67, 1), (268, 67, 2),
                               (536, 67, 3), (5000, 67, 3), (10, 67, 0))
     def test_dct_ratio_keeps_window_at_least_crop(self, side, image_size, expected_index):
