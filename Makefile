@@ -46,3 +46,14 @@ test: install
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA_DIR) $(DEMO_MODEL_DIR) .pytest_cache
+
+# The input-pipeline comparison with torchvision, described in bench/README.md.
+# torch is never a test dependency, so it gets a venv of its own (about 8 GB).
+.PHONY: bench
+bench:
+	[ -f bench/.venv/.installed ] || { $(PYTHON) -m venv bench/.venv && \
+		bench/.venv/bin/pip install --upgrade pip && \
+		bench/.venv/bin/pip install -e '.[test,bench]' && touch bench/.venv/.installed; }
+	bench/.venv/bin/python bench/make_jpeg_tree.py --output_dir=data/bench_jpeg_tree
+	bench/.venv/bin/python bench/input_vs_torchvision.py --data_dir=data/bench_jpeg_tree \
+		--tfrecord_dir=data/bench_jpeg_tree_tfrecords --profile --max_other_load=0.3

@@ -5,9 +5,9 @@ r"""Measures how many training images per second the input pipeline delivers.
 
 `--mode=input` iterates the training pipeline (reading, decoding, random crop,
 flip, PCA lighting, batching) without a model, so it shows the highest step
-rate the data can feed. Warm-up batches are excluded; then several windows of
-batches are timed, and the median and spread over the windows are logged and
-printed as one summary line.
+rate the data can feed. Warm-up batches are excluded. Then several windows of
+batches are timed, and the median and spread of their rates are logged and
+printed as one summary line, with the CPU time per image.
 """
 
 import time
@@ -28,7 +28,10 @@ FLAGS = flags.FLAGS
 INPUT_MODE = "input"
 
 
-def measure_images_per_second(dataset, batch_size, warmup_batches, num_windows, window_batches):
+def measure_images_per_second(
+    dataset, batch_size, warmup_batches, num_windows, window_batches,
+    cpu_clock=time.process_time,
+):
     """Times windows of batches drawn from `dataset` and returns their image rates.
 
     Works on any iterable of batches: a `tf.data.Dataset`, a PyTorch
@@ -37,18 +40,27 @@ def measure_images_per_second(dataset, batch_size, warmup_batches, num_windows, 
     do not count. Then `num_windows` windows of `window_batches` batches are
     timed back to back.
 
+    The CPU time per image is also returned. Unlike the rate, it barely
+    changes when other processes compete for the cores, so it compares
+    pipelines measured on a busy machine.
+
     Args:
         dataset: an iterable of batches of `batch_size` images each.
         batch_size: images per batch, used to turn batches into images.
         warmup_batches: batches drawn before timing starts; 0 or more.
         num_windows: timed windows, at least 1.
         window_batches: batches per window, at least 1.
+        cpu_clock: returns the CPU seconds used so far by whatever produces
+            the batches. The default counts all threads of this process,
+            which covers tf.data; a loader with worker processes needs a
+            clock that adds theirs.
 
     Returns:
         A dict with `median`, `min`, `max`, `q1` and `q3` of the per-window
         rates in images per second, `window_rates` (the list of them, in
-        order), `warmup_seconds`, and the arguments `batch_size`,
-        `warmup_batches`, `num_windows` and `window_batches`.
+        order), `cpu_ms_per_image` and `cores_used` over all windows,
+        `warmup_seconds`, and the arguments `batch_size`, `warmup_batches`,
+        `num_windows` and `window_batches`.
 
     Raises:
         ValueError: if an argument is out of range, or `dataset` ends before
@@ -64,14 +76,19 @@ def measure_images_per_second(dataset, batch_size, warmup_batches, num_windows, 
 
     window_rates = []
     window_start = warmup_end
+    cpu_start = cpu_clock()
     for window in range(num_windows):
         _draw(iterator, window_batches, warmup_batches + window * window_batches, needed)
         window_end = time.perf_counter()
         window_rates.append(window_batches * batch_size / (window_end - window_start))
         window_start = window_end
+    cpu_seconds = cpu_clock() - cpu_start
 
     result = summarize_rates(window_rates)
+    num_images = num_windows * window_batches * batch_size
     result.update(
+        cpu_ms_per_image=1e3 * cpu_seconds / num_images,
+        cores_used=cpu_seconds / (window_end - warmup_end),
         warmup_seconds=warmup_end - start,
         batch_size=batch_size,
         warmup_batches=warmup_batches,
@@ -126,7 +143,9 @@ def format_rates(result):
         f"median {result['median']:.1f} images/s, min {result['min']:.1f}, max "
         f"{result['max']:.1f}, interquartile range {result['q1']:.1f} to {result['q3']:.1f}, "
         f"over {result['num_windows']} windows of {result['window_batches']} batches of "
-        f"{result['batch_size']} after {result['warmup_batches']} warm-up batches"
+        f"{result['batch_size']} after {result['warmup_batches']} warm-up batches; "
+        f"{result['cpu_ms_per_image']:.2f} ms of CPU per image, "
+        f"{result['cores_used']:.2f} cores busy"
     )
 
 

@@ -2,8 +2,8 @@ r"""Writes an ImageNet-like folder tree of JPEGs for input-pipeline benchmarks.
 
     python bench/make_jpeg_tree.py --output_dir=/tmp/jpeg_tree
 
-writes OUTPUT_DIR/train/class_NN/class_NN_NNNNN.JPEG (and validation/ with
---validation_images_per_class). Each image is a random crop of one of the
+writes OUTPUT_DIR/train/class_NN/class_NN_NNNNN.JPEG and the same under
+validation/, which `alexnet_tf.data.build_tfrecords` requires. Each image is a random crop of one of the
 colour photos that ship with scikit-image and scikit-learn, scaled to an
 ImageNet-like size, mirrored half of the time, and saved as a baseline JPEG of
 quality 90 with 4:2:0 chroma subsampling, as most ImageNet files are. Sizes:
@@ -31,10 +31,10 @@ import sklearn
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("output_dir", None, "Folder to create with train/ (and validation/).")
+flags.DEFINE_string("output_dir", None, "Folder to create with train/ and validation/.")
 flags.DEFINE_integer("num_classes", 10, "Number of class folders.", lower_bound=1)
 flags.DEFINE_integer("images_per_class", 100, "Training images per class.", lower_bound=1)
-flags.DEFINE_integer("validation_images_per_class", 0, "Validation images per class; 0 "
+flags.DEFINE_integer("validation_images_per_class", 10, "Validation images per class; 0 "
                      "writes no validation split.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the crops, sizes and flips.")
 flags.DEFINE_integer("quality", 90, "JPEG quality, 1 to 95.", lower_bound=1, upper_bound=95)

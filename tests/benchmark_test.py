@@ -31,6 +31,20 @@ class MeasureImagesPerSecondTest(tf.test.TestCase):
         self.assertBetween(result["median"], result["q1"], result["q3"])
         self.assertEqual(result["batch_size"], 4)
         self.assertEqual(result["window_batches"], 5)
+        self.assertGreaterEqual(result["cpu_ms_per_image"], 0)
+        self.assertGreaterEqual(result["cores_used"], 0)
+
+    def test_cpu_time_per_image_from_clock(self):
+        # The clock reads 0 before the windows and 0.5 after them: 0.5 s of CPU
+        # for 3 windows of 2 batches of 10 images.
+        readings = iter([0.0, 0.5])
+
+        result = benchmark.measure_images_per_second(
+            tf.data.Dataset.range(100).batch(10), batch_size=10, warmup_batches=1,
+            num_windows=3, window_batches=2, cpu_clock=lambda: next(readings),
+        )
+
+        self.assertAlmostEqual(result["cpu_ms_per_image"], 500 / 60)
 
     def test_draws_exactly_warmup_and_windows(self):
         drawn = []
@@ -79,7 +93,8 @@ class MeasureImagesPerSecondTest(tf.test.TestCase):
 
     def test_format_rates_names_median_and_spread(self):
         result = benchmark.summarize_rates([100.0, 300.0, 200.0])
-        result.update(batch_size=8, warmup_batches=1, num_windows=3, window_batches=2)
+        result.update(batch_size=8, warmup_batches=1, num_windows=3, window_batches=2,
+                      cpu_ms_per_image=4.25, cores_used=1.5)
 
         text = benchmark.format_rates(result)
 
@@ -87,6 +102,7 @@ class MeasureImagesPerSecondTest(tf.test.TestCase):
         self.assertIn("min 100.0", text)
         self.assertIn("max 300.0", text)
         self.assertIn("150.0 to 250.0", text)
+        self.assertIn("4.25 ms of CPU per image", text)
 
 
 def _run_benchmark(*args):
