@@ -34,8 +34,8 @@ _BMP_SIGNATURE = b"BM"
 # JPEG end-of-image marker. Entropy-coded data escapes every 0xFF byte, so the
 # pair appears only as a marker.
 _JPEG_END = b"\xff\xd9"
-# Type of the last PNG chunk.
-_PNG_END = b"IEND"
+# Type and CRC of the last PNG chunk, which always has no data.
+_PNG_END = b"IEND\xaeB`\x82"
 # The GIF trailer byte. LZW data may hold it anywhere, so it must come last.
 _GIF_END = b";"
 
@@ -44,6 +44,15 @@ _BMP_SIZE_OFFSET = 2
 
 def _tail_contains(image_bytes, pattern):
     """Returns whether `pattern` occurs in the last `TAIL_BYTES` bytes."""
+    # Most files end right after the marker; only the others pay for a search.
+    return tf.cond(
+        _ends_with(image_bytes, pattern),
+        lambda: tf.constant(True),
+        lambda: _search_tail(image_bytes, pattern),
+    )
+
+
+def _search_tail(image_bytes, pattern):
     length = tf.strings.length(image_bytes)
     start = tf.maximum(length - TAIL_BYTES, 0)
     tail = tf.io.decode_raw(tf.strings.substr(image_bytes, start, TAIL_BYTES), tf.uint8)
@@ -91,16 +100,26 @@ def check_image(image_bytes):
     is_gif = _starts_with(image_bytes, _GIF_SIGNATURE)
     is_bmp = _starts_with(image_bytes, _BMP_SIGNATURE)
 
+    # Only the check of the file's own format runs: the signatures exclude
+    # each other.
+    is_complete = tf.case(
+        [
+            (is_jpeg, lambda: _tail_contains(image_bytes, _JPEG_END)),
+            (is_png, lambda: _tail_contains(image_bytes, _PNG_END)),
+            (is_gif, lambda: _ends_with(image_bytes, _GIF_END)),
+            (is_bmp, lambda: _bmp_is_complete(image_bytes)),
+        ],
+        default=lambda: tf.constant(True),
+    )
+
     # Each test applies only when the ones before it passed.
     problems = (
         (tf.equal(tf.strings.length(image_bytes), 0), "empty file"),
         (~(is_jpeg | is_png | is_gif | is_bmp), "not a JPEG, PNG, GIF or BMP image"),
-        (is_jpeg & ~_tail_contains(image_bytes, _JPEG_END),
-         "truncated JPEG: no end-of-image marker"),
-        (is_png & ~_tail_contains(image_bytes, _PNG_END), "truncated PNG: no IEND chunk"),
-        (is_gif & ~_ends_with(image_bytes, _GIF_END), "truncated GIF: no trailer"),
-        (is_bmp & ~_bmp_is_complete(image_bytes),
-         "truncated BMP: shorter than its header says"),
+        (is_jpeg & ~is_complete, "truncated JPEG: no end-of-image marker"),
+        (is_png & ~is_complete, "truncated PNG: no IEND chunk"),
+        (is_gif & ~is_complete, "truncated GIF: no trailer"),
+        (is_bmp & ~is_complete, "truncated BMP: shorter than its header says"),
     )
     reason = tf.constant("")
     for has_problem, message in reversed(problems):
