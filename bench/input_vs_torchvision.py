@@ -80,7 +80,7 @@ _SEED = 0
 _NUM_TRAIN_SHARDS = 8
 _RESULT_LABELS = {
     "decode_tf": "full-size decode, tf.io.decode_jpeg in tf.data",
-    "decode_pil": "full-size decode, Pillow, one process per worker",
+    "decode_pil": "full-size decode, Pillow in worker processes",
     "torchvision": "torchvision ImageFolder + DataLoader",
     "alexnet_tf_folder": "alexnet_tf make_dataset, folder",
     "alexnet_tf_tfrecord": "alexnet_tf make_dataset, TFRecord",
@@ -105,6 +105,11 @@ def _measure_kwargs():
 def _train_paths():
     """Returns the sorted paths of the JPEGs under DATA_DIR/train/<class>/."""
     train_dir = os.path.join(FLAGS.data_dir, "train")
+    if not os.path.isdir(train_dir):
+        raise FileNotFoundError(
+            f"{train_dir} not found. Write a tree with bench/make_jpeg_tree.py and pass "
+            "its folder as --data_dir."
+        )
     paths = sorted(
         os.path.join(class_dir, name)
         for class_dir in (entry.path for entry in os.scandir(train_dir) if entry.is_dir())
@@ -384,12 +389,16 @@ def _build_tfrecords():
     logging.info("Writing TFRecord shards of %s to %s.", FLAGS.data_dir, FLAGS.tfrecord_dir)
     # Several shards, so that the file-level shuffle and the interleaving of
     # the TFRecord source run as they do on ImageNet's usual 1024 shards.
-    subprocess.run(
+    completed = subprocess.run(
         [sys.executable, "-m", "alexnet_tf.data.build_tfrecords",
          f"--data_dir={FLAGS.data_dir}", f"--output_dir={FLAGS.tfrecord_dir}",
          f"--num_train_shards={_NUM_TRAIN_SHARDS}", "--num_validation_shards=1"],
-        check=True,
     )
+    if completed.returncode:
+        raise SystemExit(
+            f"error: writing TFRecord shards to {FLAGS.tfrecord_dir} failed with exit code "
+            f"{completed.returncode}; its log is above."
+        )
 
 
 def _read_files_once(paths):
@@ -418,7 +427,12 @@ def _run_child(name):
         busy_before = _machine_busy_seconds()
         children_before = _children_cpu_seconds()
         start = time.monotonic()
-        subprocess.run(command, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        completed = subprocess.run(command, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        if completed.returncode:
+            raise SystemExit(
+                f"error: measuring {name} failed with exit code {completed.returncode}; "
+                "its log is above."
+            )
         wall_seconds = time.monotonic() - start
         busy_seconds = _machine_busy_seconds() - busy_before
         child_seconds = _children_cpu_seconds() - children_before
@@ -514,9 +528,13 @@ def main(argv):
         return
 
     names = _selected_measurements()
+    try:
+        paths = _train_paths()
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
     if "alexnet_tf_tfrecord" in names:
         _build_tfrecords()
-    _read_files_once(_train_paths())
+    _read_files_once(paths)
 
     results = {name: _measure_quietly(name) for name in names}
     versions = _versions()
