@@ -155,15 +155,13 @@ def define_flags():
     They are defined only when this module runs as a program, so that scripts
     that import `measure_images_per_second` can define flags of the same names.
     """
+    from alexnet_tf import input_flags
     from alexnet_tf import preprocessing
     from alexnet_tf.data import image_folder
-    from alexnet_tf.data import sources
 
     flags.DEFINE_enum("mode", INPUT_MODE, list(_RUNNERS), "What to measure. input: the training "
                       "input pipeline alone, without a model.")
-    flags.DEFINE_string("dataset", sources.FOLDER, "Form of the data set: 'folder' for a "
-                        "folder tree, 'tfrecord' for TFRecord shards or 'tfds:NAME' for a "
-                        "TensorFlow Datasets data set.")
+    input_flags.define_input_flags()
     flags.DEFINE_string("data_dir", None, "Where the data set is. folder: the root of the "
                         "tree. tfrecord: the folder of the shards. tfds: the TFDS data "
                         "folder; default ~/tensorflow_datasets.")
@@ -186,25 +184,6 @@ def define_flags():
                          "over them.", lower_bound=1)
     flags.DEFINE_integer("window_batches", 10, "Batches per timed window.", lower_bound=1)
 
-    # The input pipeline's options, named as in alexnet_tf.train.
-    flags.DEFINE_bool("strict_decoding", False, "Stop at the first bad image file instead "
-                      "of skipping it.")
-    flags.DEFINE_integer("shuffle_buffer_size", 10_000, "Records held for shuffling TFRecord "
-                         "and TFDS data, which are shuffled file by file.", lower_bound=0)
-    flags.DEFINE_bool("cache_dataset", False, "Keep the encoded images in memory after the "
-                      "first epoch.")
-    flags.DEFINE_bool("deterministic_input", False, "Keep the input order fixed under "
-                      "parallel decoding.")
-    flags.DEFINE_integer("data_threads", 0, "Threads of the input pipeline's own pool; 0 "
-                         "shares TensorFlow's pool.", lower_bound=0)
-    flags.DEFINE_integer("autotune_ram_budget_mb", 0, "Memory tf.data autotuning may use for "
-                         "buffers, in MiB; 0 for TensorFlow's default, half of the RAM.",
-                         lower_bound=0)
-
-    flags.register_validator(
-        "dataset", _is_dataset_name,
-        message="--dataset must be 'folder', 'tfrecord' or 'tfds:NAME'.",
-    )
     flags.register_multi_flags_validator(
         ["image_size", "resize_size"],
         lambda values: values["resize_size"] >= values["image_size"],
@@ -213,29 +192,13 @@ def define_flags():
     )
 
 
-def _is_dataset_name(value):
-    from alexnet_tf.data import sources
-
-    try:
-        sources.check_dataset_name(value)
-    except ValueError:
-        return False
-    return True
-
-
 def run_input_mode():
     """Measures the training input pipeline that the flags describe; returns the result."""
+    from alexnet_tf import input_flags
     from alexnet_tf.data import input_pipeline
     from alexnet_tf.data import sources
 
-    options = input_pipeline.InputOptions(
-        shuffle_buffer_size=FLAGS.shuffle_buffer_size,
-        cache=FLAGS.cache_dataset,
-        strict_decoding=FLAGS.strict_decoding,
-        deterministic=FLAGS.deterministic_input,
-        private_threads=FLAGS.data_threads,
-        autotune_ram_budget_mb=FLAGS.autotune_ram_budget_mb,
-    )
+    options = input_flags.input_options_from_flags()
     source = sources.open_source(FLAGS.dataset, FLAGS.data_dir, FLAGS.split)
     logging.info("Reading %s with %s.", source.description, options)
 

@@ -18,18 +18,16 @@ from absl import logging
 import tensorflow as tf
 
 from alexnet_tf import distribution
+from alexnet_tf import input_flags
 from alexnet_tf import model as model_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import training
 from alexnet_tf.data import bad_images
-from alexnet_tf.data import sources
 from alexnet_tf.data import tfrecords
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("dataset", sources.FOLDER, "Form of the data set: 'folder' for a folder "
-                    "tree, 'tfrecord' for TFRecord shards (see alexnet_tf.data.build_tfrecords), "
-                    "or 'tfds:NAME' for a TensorFlow Datasets data set, such as tfds:imagenet2012.")
+input_flags.define_input_flags()
 flags.DEFINE_string("data_dir", None, "Where the data set is. folder: the root of the tree, with "
                     "train/ and validation/ (or val/) holding one subfolder of images per class. "
                     "tfrecord: the folder of train-*-of-* and validation-*-of-* shards. tfds: the "
@@ -47,21 +45,6 @@ flags.DEFINE_string("class_names_file", None, "tfrecord only, for shards without
 flags.DEFINE_string("tfds_manual_dir", None, "tfds only: folder of manually downloaded files, "
                     "such as ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar for "
                     "tfds:imagenet2012.")
-flags.DEFINE_bool("strict_decoding", False, "Stop at the first bad image file (empty, truncated, "
-                  "not an image) with an error naming it. By default such files are skipped, "
-                  "counted in TensorBoard and named in the log.")
-flags.DEFINE_integer("shuffle_buffer_size", 10_000, "Records held for shuffling TFRecord and "
-                     "TFDS data, which are shuffled file by file; each holds an encoded image.",
-                     lower_bound=0)
-flags.DEFINE_bool("cache_dataset", False, "Keep the encoded images in memory after the first "
-                  "epoch; for data sets that fit in RAM.")
-flags.DEFINE_bool("deterministic_input", False, "Keep the input order fixed under parallel "
-                  "decoding; slower. Augmentation is repeatable for a --seed either way.")
-flags.DEFINE_integer("data_threads", 0, "Threads of the input pipeline's own pool; 0 shares "
-                     "TensorFlow's pool.", lower_bound=0)
-flags.DEFINE_integer("autotune_ram_budget_mb", 0, "Memory tf.data autotuning may use for "
-                     "buffers, in MiB; 0 for TensorFlow's default, half of the RAM.",
-                     lower_bound=0)
 flags.DEFINE_string("model_dir", None, "Folder for checkpoints, TensorBoard logs and results. "
                     "An existing run in it is continued.")
 flags.DEFINE_string("export_dir", None, "Folder for the serving SavedModel. Default: "
@@ -102,15 +85,6 @@ flags.DEFINE_integer("log_every_steps", 100, "Steps between throughput logs and 
                      "points.", lower_bound=1)
 
 flags.mark_flags_as_required(["model_dir"])
-
-
-@flags.validator("dataset", message="--dataset must be 'folder', 'tfrecord' or 'tfds:NAME'.")
-def _check_dataset(value):
-    try:
-        sources.check_dataset_name(value)
-    except ValueError:
-        return False
-    return True
 
 
 @flags.multi_flags_validator(
