@@ -173,13 +173,15 @@ def decode_and_random_crop(image_bytes, image_size, resize_size, seed, antialias
 
     def crop_other():
         image = decode_image(image_bytes)
+        if antialias:
+            return _crop_and_resize(image, image_size, resize_size, offset_fractions)
+
+        # Other formats have no DCT scaling, so a window of twice the crop or
+        # more keeps the antialiasing filter.
         top, left, side = _crop_window(tf.shape(image), image_size, resize_size, offset_fractions)
         window = image[top : top + side, left : left + side]
-        # Other formats have no DCT scaling, so a large window needs the
-        # antialiasing filter whatever `antialias` says.
-        needs_filter = side >= 2 * image_size
         return tf.cond(
-            needs_filter | antialias,
+            side >= 2 * image_size,
             lambda: _resize_window(window, image_size, antialias=True),
             lambda: _resize_window(window, image_size, antialias=False),
         )
@@ -200,7 +202,6 @@ def random_crop(image, image_size, resize_size, seed):
         image_size: side of the crop, in pixels.
         resize_size: shorter side of the image the crop is taken from, in pixels.
         seed: int32 or int64 tensor of shape (2,) for the stateless random ops.
-        antialias: whether to resize with an antialiasing filter.
 
     Returns:
         A float32 tensor of shape `(image_size, image_size, 3)`, 0-255 scale.
