@@ -24,7 +24,7 @@ class InputOptions:
 
     Attributes:
         shuffle_buffer_size: records held for shuffling when the source
-            shuffles only whole files (TFRecord shards, TFDS). Each holds an
+            shuffles only whole files (TFRecord shards, TFDS). Each is an
             encoded image, about 110 KB for ImageNet.
         cache: keep the encoded images in memory after the first epoch; for
             data sets that fit in RAM.
