@@ -327,6 +327,23 @@ class PcaLightingTest(tf.test.TestCase):
         self.assertAllEqual(preprocessing.pca_lighting(image, 0.0, tf.constant([1, 1])), image)
 
 
+class AddToEveryPixelTest(tf.test.TestCase, parameterized.TestCase):
+
+    @parameterized.parameters((4, 5, 3), (2, 7, 1, 3), (1, 1, 3))
+    def test_equals_broadcasting(self, *shape):
+        images = tf.random.uniform(shape, 0, 255, seed=1)
+        rgb = tf.constant([-123.68, 10.5, 0.25])
+
+        self.assertAllEqual(preprocessing.add_to_every_pixel(images, rgb), images + rgb)
+
+    def test_keeps_static_shape_in_a_graph(self):
+        dataset = tf.data.Dataset.from_tensors(tf.zeros((6, 9, 3))).map(
+            lambda image: preprocessing.add_to_every_pixel(image, tf.ones([3]))
+        )
+
+        self.assertEqual(dataset.element_spec.shape, (6, 9, 3))
+
+
 class PreprocessTest(tf.test.TestCase):
 
     def test_real_photo_in_tf_data(self):
