@@ -86,21 +86,27 @@ def _keep_valid_images(dataset, source, options, bad_images):
             lambda: bad_images.record_tensors(record[records.NAME], reason),
         )
 
-    def add_validity(record):
-        return record, is_valid(record)
+    # One sequential filter costs less than a parallel check map followed
+    # by a filter and a map that drops the flag: the check is a few string
+    # operations, far cheaper than the stages' own overhead.
+    return dataset.filter(is_valid)
 
-    def keep(record, valid):
-        del record  # Unused.
-        return valid
 
-    def drop_validity(record, valid):
-        del valid  # Unused.
-        return record
+def _batch_skipping_errors(dataset, batch_size, training, strict):
+    """Batches decoded images, dropping those whose decoding failed unless `strict`.
 
-    # The check is cheap next to decoding, so it runs in its own stage and
-    # decoding sees only images that passed it.
-    checked = dataset.map(add_validity, num_parallel_calls=tf.data.AUTOTUNE)
-    return checked.filter(keep).map(drop_validity)
+    In training, a map right before the batch lets tf.data fuse the two and
+    write each image straight into its batch. An `ignore_errors` between them
+    prevents the fusion, which cost about a tenth of the input rate on a
+    2-core CPU. So in training an image that fails to decode drops its whole
+    batch, a rare loss when the data repeats without end. Evaluation drops
+    only the image, so that every other image is scored.
+    """
+    if strict:
+        return dataset.batch(batch_size, drop_remainder=training)
+    if training:
+        return dataset.batch(batch_size, drop_remainder=True).ignore_errors(log_warning=True)
+    return dataset.ignore_errors(log_warning=True).batch(batch_size)
 
 
 def _read_for_training(source, options, seed, input_context):
@@ -143,7 +149,8 @@ def make_dataset(
     named in `bad_images`, or stop the pipeline with an error naming the file
     when `options.strict_decoding` is set. A file that passes the checks of
     `bad_images.check_image` but still fails to decode is dropped with a
-    warning from TensorFlow and is not counted.
+    warning from TensorFlow and is not counted; in training its whole batch
+    is dropped with it.
 
     Args:
         source: a `records.Source`.
@@ -200,9 +207,7 @@ def make_dataset(
 
         dataset = dataset.map(load_eval, num_parallel_calls=tf.data.AUTOTUNE)
 
-    if not options.strict_decoding:
-        dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    dataset = _batch_skipping_errors(dataset, batch_size, training, options.strict_decoding)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return dataset.with_options(_tf_data_options(options))
 
