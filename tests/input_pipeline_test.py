@@ -138,6 +138,55 @@ class BadFilesTest(tf.test.TestCase):
             self.assertEmpty(list(dataset.take(3)))
 
 
+def undecodable_jpeg():
+    """A JPEG whose first and last bytes look whole, so only the decoder can tell."""
+    return b"\xff\xd8\xff" + bytes(64) + b"\xff\xd9"
+
+
+class UndecodableFileTest(tf.test.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.create_tempdir().full_path
+        self.good_paths = write_photo_tree(self.root, {"broken.jpg": undecodable_jpeg()})
+        self.source = image_folder.open_folder(self.root, image_folder.TRAIN_SPLIT)
+
+    def test_passes_the_cheap_check(self):
+        valid, _ = bad_images.check_image(tf.constant(undecodable_jpeg()))
+        self.assertTrue(valid)
+
+    def test_evaluation_drops_only_that_image(self):
+        dataset = input_pipeline.make_dataset(
+            self.source, 16, training=False, image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE
+        )
+
+        labels = np.concatenate([labels.numpy() for _, labels in dataset])
+
+        self.assertCountEqual(labels, range(len(self.good_paths)))
+
+    def test_training_goes_on_with_full_batches(self):
+        dataset = input_pipeline.make_dataset(
+            self.source, 2, training=True, image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE,
+            seed=5,
+        )
+
+        batches = list(dataset.take(12))
+
+        self.assertLen(batches, 12)
+        for images, _ in batches:
+            self.assertEqual(images.shape, (2, IMAGE_SIZE, IMAGE_SIZE, 3))
+
+    def test_strict_decoding_stops(self):
+        options = input_pipeline.InputOptions(strict_decoding=True)
+        dataset = input_pipeline.make_dataset(
+            self.source, 2, training=True, image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE,
+            seed=5, options=options,
+        )
+
+        with self.assertRaises(tf.errors.InvalidArgumentError):
+            list(dataset.take(12))
+
+
 class ShardingTest(tf.test.TestCase):
 
     def setUp(self):
