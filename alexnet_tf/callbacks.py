@@ -8,6 +8,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from alexnet_tf import kernel_figure
 from alexnet_tf import preprocessing
 
 
@@ -145,6 +146,47 @@ class AugmentedImages(keras.callbacks.Callback):
         step = int(self.model.optimizer.iterations.numpy())
         with self._writer.as_default():
             tf.summary.image("augmented_training_images", self._grid[tf.newaxis], step=step)
+
+
+class ConvKernels(keras.callbacks.Callback):
+    """Writes conv1's kernels as an image grid to TensorBoard.
+
+    The grid is `kernel_figure.conv1_kernel_grid` with each kernel enlarged
+    `scale` times: 369x144 pixels for the paper's 96 kernels of 11x11 at
+    scale 2. It is written when training starts and after every epoch, under
+    the tag `conv1_kernels`. A model without a layer named "conv1" gets one
+    warning and no image.
+
+    Args:
+        writer: a `tf.summary` writer, normally the training one.
+        scale: integer enlargement factor of each kernel.
+    """
+
+    def __init__(self, writer, scale=2):
+        super().__init__()
+        self._writer = writer
+        self._scale = scale
+        self._enabled = True
+
+    def _write(self):
+        if not self._enabled:
+            return
+        try:
+            grid = kernel_figure.conv1_kernel_grid(self.model, scale=self._scale)
+        except ValueError as error:
+            logging.warning("No conv1_kernels image in TensorBoard: %s", error)
+            self._enabled = False
+            return
+
+        step = int(self.model.optimizer.iterations.numpy())
+        with self._writer.as_default():
+            tf.summary.image("conv1_kernels", grid[tf.newaxis], step=step)
+
+    def on_train_begin(self, logs=None):
+        self._write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write()
 
 
 def image_grid(images, columns):

@@ -1,7 +1,7 @@
 """Command-line flags of the data form and the input pipeline, shared by entry points.
 
-`alexnet_tf.train` and `alexnet_tf.benchmark` both define them here, so the
-same flag means the same thing in both.
+`alexnet_tf.train`, `alexnet_tf.benchmark` and `alexnet_tf.figures` define
+them here, so the same flag means the same thing in each.
 """
 
 from absl import flags
@@ -18,8 +18,8 @@ def _is_dataset_name(value):
     return True
 
 
-def define_input_flags():
-    """Defines --dataset and the flags of `input_pipeline.InputOptions`."""
+def define_dataset_flag():
+    """Defines --dataset, the form of the data."""
     flags.DEFINE_string(
         "dataset", sources.FOLDER, "Form of the data set: 'folder' for a folder tree, "
         "'tfrecord' for TFRecord shards (see alexnet_tf.data.build_tfrecords), or "
@@ -28,6 +28,10 @@ def define_input_flags():
         "dataset", _is_dataset_name,
         message="--dataset must be 'folder', 'tfrecord' or 'tfds:NAME'.")
 
+
+def define_input_flags():
+    """Defines --dataset and the flags of `input_pipeline.InputOptions`."""
+    define_dataset_flag()
     flags.DEFINE_bool(
         "strict_decoding", False, "Stop at the first bad image file (empty, truncated, not an "
         "image) with an error naming it. By default such files are skipped, counted in "
@@ -47,6 +51,55 @@ def define_input_flags():
     flags.DEFINE_integer(
         "autotune_ram_budget_mb", 0, "Memory tf.data autotuning may use for buffers, in MiB; "
         "0 for TensorFlow's default, half of the RAM.", lower_bound=0)
+
+
+def define_source_flags():
+    """Defines --data_dir and the flags that set how the splits of the data set are read."""
+    flags.DEFINE_string(
+        "data_dir", None, "Where the data set is. folder: the root of the tree, with train/ and "
+        "validation/ (or val/) holding one subfolder of images per class. tfrecord: the folder "
+        "of train-*-of-* and validation-*-of-* shards. tfds: the TFDS data folder; default "
+        "~/tensorflow_datasets.")
+    flags.DEFINE_string(
+        "validation_labels", None, "folder only: a label file for a flat validation folder, as "
+        "ILSVRC-2012 ships it: one class name (synset) or class index from 0 per line, for the "
+        "images in sorted file-name order.")
+    flags.DEFINE_integer(
+        "label_offset", None, "tfrecord only: subtracted from each stored label. Default: 0 for "
+        "shards written by build_tfrecords (as their dataset_info.json records), 1 for other "
+        "shards, whose ImageNet labels the common conversion scripts store as 1 to 1000.")
+    flags.DEFINE_string(
+        "class_names_file", None, "tfrecord only, for shards without the dataset_info.json of "
+        "build_tfrecords: a text file with one class name per line, in label order, such as "
+        "the 1000 sorted ImageNet synsets.")
+    flags.DEFINE_string(
+        "tfds_manual_dir", None, "tfds only: folder of manually downloaded files, such as "
+        "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar for tfds:imagenet2012.")
+
+
+def open_sources_from_flags():
+    """Opens the training and validation splits that --dataset and the source flags name.
+
+    Returns:
+        `(train_source, validation_source)`, see `sources.open_train_and_validation`.
+
+    Raises:
+        ValueError: if --data_dir is missing for a folder tree or TFRecord shards.
+    """
+    values = flags.FLAGS
+    if values.data_dir is None and not values.dataset.startswith(sources.TFDS_PREFIX):
+        raise ValueError(
+            f"--data_dir is required with --dataset={values.dataset}: pass the folder that "
+            "holds the data set."
+        )
+    return sources.open_train_and_validation(
+        values.dataset,
+        values.data_dir,
+        class_names_file=values.class_names_file,
+        validation_labels=values.validation_labels,
+        label_offset=values.label_offset,
+        tfds_manual_dir=values.tfds_manual_dir,
+    )
 
 
 def input_options_from_flags():

@@ -239,6 +239,7 @@ def _fit(
         callbacks_lib.AugmentedImages(
             train_writer, _augmented_sample(train_source, config)
         ),
+        callbacks_lib.ConvKernels(train_writer),
         callbacks_lib.SkippedImages(
             [(log, writers[name]) for name, log in skipped_image_logs.items()],
             config.log_every_steps,
