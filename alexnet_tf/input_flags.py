@@ -1,7 +1,7 @@
 """Command-line flags of the data form and the input pipeline, shared by entry points.
 
-`alexnet_tf.train` and `alexnet_tf.benchmark` both define them here, so the
-same flag means the same thing in both.
+`alexnet_tf.train`, `alexnet_tf.evaluate` and `alexnet_tf.benchmark` define
+them here, so the same flag means the same thing in each.
 """
 
 from absl import flags
@@ -47,6 +47,26 @@ def define_input_flags():
     flags.DEFINE_integer(
         "autotune_ram_budget_mb", 0, "Memory tf.data autotuning may use for buffers, in MiB; "
         "0 for TensorFlow's default, half of the RAM.", lower_bound=0)
+
+
+def define_source_flags():
+    """Defines the flags that `data.sources.open_source` needs beyond --dataset and --data_dir.
+
+    Each entry point defines --data_dir itself, because each reads other splits.
+    """
+    flags.DEFINE_string(
+        "validation_labels", None, "folder only: a label file for a flat validation "
+        "folder, as ILSVRC-2012 ships it: one class name (synset) or class index "
+        "from 0 per line, for the images in sorted file-name order.")
+    flags.DEFINE_integer(
+        "label_offset", None, "tfrecord only: subtracted from each stored label. "
+        "Default: 0 for shards written by build_tfrecords (as their "
+        "dataset_info.json records), 1 for other shards, whose ImageNet labels the "
+        "common conversion scripts store as 1 to 1000.")
+    flags.DEFINE_string(
+        "tfds_manual_dir", None, "tfds only: folder of manually downloaded files, "
+        "such as ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar for "
+        "tfds:imagenet2012.")
 
 
 def input_options_from_flags():

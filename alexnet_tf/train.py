@@ -27,23 +27,14 @@ from alexnet_tf.data import input_pipeline
 FLAGS = flags.FLAGS
 
 input_flags.define_input_flags()
+input_flags.define_source_flags()
 flags.DEFINE_string("data_dir", None, "Where the data set is. folder: the root of the tree, with "
                     "train/ and validation/ (or val/) holding one subfolder of images per class. "
                     "tfrecord: the folder of train-*-of-* and validation-*-of-* shards. tfds: the "
                     "TFDS data folder; default ~/tensorflow_datasets.")
-flags.DEFINE_string("validation_labels", None, "folder only: a label file for a flat validation "
-                    "folder, as ILSVRC-2012 ships it: one class name (synset) or class index "
-                    "from 0 per line, for the images in sorted file-name order.")
-flags.DEFINE_integer("label_offset", None, "tfrecord only: subtracted from each stored label. "
-                     "Default: 0 for shards written by build_tfrecords (as their "
-                     "dataset_info.json records), 1 for other shards, whose ImageNet labels the "
-                     "common conversion scripts store as 1 to 1000.")
 flags.DEFINE_string("class_names_file", None, "tfrecord only, for shards without the "
                     "dataset_info.json of build_tfrecords: a text file with one class name per "
                     "line, in label order, such as the 1000 sorted ImageNet synsets.")
-flags.DEFINE_string("tfds_manual_dir", None, "tfds only: folder of manually downloaded files, "
-                    "such as ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar for "
-                    "tfds:imagenet2012.")
 flags.DEFINE_string("model_dir", None, "Folder for checkpoints, TensorBoard logs and results. "
                     "An existing run in it is continued.")
 flags.DEFINE_string("export_dir", None, "Folder for the serving SavedModel. Default: "
