@@ -450,10 +450,11 @@ def evaluate(classifier, source, num_crops=10, batch_size=32, options=None):
         options: an `input_pipeline.InputOptions`, or None for the defaults.
 
     Returns:
-        `(results, confusion)`: the metrics of `compute_metrics`, plus `crops`,
-        `skipped_images` (image files that could not be read or decoded),
-        `model`, `epoch`, `data`, `image_size`, `resize_size` and the
-        classifier's `info`; and the confusion matrix.
+        `(results, confusion)`. `results` holds the metrics of
+        `compute_metrics`, plus `crops`, `skipped_images` (image files that
+        could not be read or decoded), `model`, `epoch`, `data`,
+        `image_size`, `resize_size` and the classifier's `info`. `confusion`
+        is the confusion matrix.
 
     Raises:
         ValueError: if `num_crops` is not 1 or 10, the classifier cannot take
