@@ -1,7 +1,8 @@
 """Command-line flags of the data form and the input pipeline, shared by entry points.
 
-`alexnet_tf.train`, `alexnet_tf.benchmark` and `alexnet_tf.figures` define
-them here, so the same flag means the same thing in each.
+`alexnet_tf.train`, `alexnet_tf.evaluate`, `alexnet_tf.benchmark` and
+`alexnet_tf.figures` define them here, so the same flag means the same thing
+in each.
 """
 
 from absl import flags

@@ -10,6 +10,12 @@ The `serving_default` signature takes `image_bytes`, a string tensor of shape
 - `top_5_probabilities`: float32 `[N, k]`.
 
 Here k is 5, or the number of classes when there are fewer.
+
+The `classify_images` signature takes `images`, float32
+`[None, image_size, image_size, 3]` already preprocessed (cropped and mean
+subtracted, as `preprocessing.preprocess_for_eval` or
+`preprocessing.ten_crops` return them), and returns `probabilities`. It lets
+`alexnet_tf.evaluate` average the predictions of several crops of one image.
 """
 
 import os
@@ -25,6 +31,7 @@ from alexnet_tf import preprocessing
 
 EXPORT_INFO_FILE = "alexnet_export.json"
 SIGNATURE_NAME = "serving_default"
+CLASSIFY_SIGNATURE_NAME = "classify_images"
 
 
 def build_model(model_config):
@@ -94,6 +101,24 @@ def _serving_function(model, class_names, image_size, resize_size):
     return serve
 
 
+def classify_function(model, image_size):
+    """Returns the tf.function behind the `classify_images` signature.
+
+    It maps float32 images `[N, image_size, image_size, 3]`, preprocessed, to
+    a dict with the softmax `probabilities` `[N, num_classes]`.
+    """
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32,
+                                       name="images")]
+    )
+    def classify(images):
+        logits = model(images, training=False)
+        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32))}
+
+    return classify
+
+
 def export_saved_model(model, model_config, export_dir, info):
     """Writes the serving SavedModel of `model` into `export_dir`.
 
@@ -121,6 +146,9 @@ def export_saved_model(model, model_config, export_dir, info):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE_NAME, serve)
+    archive.add_endpoint(
+        CLASSIFY_SIGNATURE_NAME, classify_function(model, model_config["image_size"])
+    )
 
     export_dir = os.path.normpath(export_dir)
     staging_dir = f"{export_dir}.partial"

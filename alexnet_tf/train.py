@@ -22,8 +22,7 @@ from alexnet_tf import input_flags
 from alexnet_tf import model as model_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import training
-from alexnet_tf.data import bad_images
-from alexnet_tf.data import tfrecords
+from alexnet_tf.data import input_pipeline
 
 FLAGS = flags.FLAGS
 
@@ -118,20 +117,10 @@ def main(argv):
         # User errors: the message names the value and the fix; a traceback adds nothing.
         raise SystemExit(f"error: {error}") from None
     except tf.errors.OpError as error:
-        message = _data_error_message(error)
+        message = input_pipeline.data_error_message(error)
         if message is None:
             raise
         raise SystemExit(f"error: {message}") from None
-
-
-def _data_error_message(error):
-    """Returns one line for a bad image file, damaged shard or bad label, else None."""
-    # A failed tf.debugging.Assert prints each part in brackets:
-    # "... [Invalid image file in ... (] [truncated JPEG...] [): ] [PATH] [. Remove ...]".
-    start = error.message.find(bad_images.BAD_IMAGE)
-    if start >= 0:
-        return error.message[start:].splitlines()[0].replace("] [", "").rstrip("]")
-    return tfrecords.read_error_message(error)
 
 
 if __name__ == "__main__":

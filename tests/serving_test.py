@@ -97,6 +97,7 @@ class ExportTest(tf.test.TestCase):
 
         self.assertIn("serving_default", result.stdout)
         self.assertIn("image_bytes", result.stdout)
+        self.assertIn(serving.CLASSIFY_SIGNATURE_NAME, result.stdout)
         for output_name in ("probabilities", "top_5_classes", "top_5_names"):
             self.assertIn(output_name, result.stdout)
 

@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from alexnet_tf import preprocessing
 
-# Start of the error that names a bad image file; the training entry point
-# looks for it to turn the error into one line.
+# Start of the error that names a bad image file. `input_pipeline.data_error_message`
+# looks for it, so that entry points can print the error as one line.
 BAD_IMAGE = "Invalid image file"
 
 # End markers are searched for in this many final bytes, because some writers

@@ -14,6 +14,7 @@ import tensorflow as tf
 from alexnet_tf import preprocessing
 from alexnet_tf.data import bad_images as bad_images_lib
 from alexnet_tf.data import records
+from alexnet_tf.data import tfrecords
 
 _BYTES_PER_MEGABYTE = 1 << 20
 
@@ -73,7 +74,7 @@ def _keep_valid_images(dataset, source, options, bad_images):
                 [
                     f"{bad_images_lib.BAD_IMAGE} in {source.description} (", reason,
                     "): ", record[records.NAME],
-                    ". Remove or re-encode it, or train without --strict_decoding "
+                    ". Remove or re-encode it, or run without --strict_decoding "
                     "to skip bad files.",
                 ],
             )
@@ -136,6 +137,7 @@ def make_dataset(
     input_context=None,
     options: Optional[InputOptions] = None,
     bad_images: Optional[bad_images_lib.BadImageLog] = None,
+    eval_preprocess=None,
 ):
     """Builds the input pipeline of one split for one input pipeline.
 
@@ -166,11 +168,25 @@ def make_dataset(
         options: an `InputOptions`; None for the defaults.
         bad_images: a `bad_images.BadImageLog` that counts skipped files;
             None to log them in a new one.
+        eval_preprocess: for evaluation pipelines, a function from the encoded
+            image bytes of one record to what the batches contain, such as
+            `preprocessing.ten_crops`. None takes the central crop of
+            `preprocessing.preprocess_for_eval`.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32 images of shape
-        `(batch, image_size, image_size, 3)` and int32 labels of shape `(batch,)`.
+        `(batch, image_size, image_size, 3)`, or a batch of what
+        `eval_preprocess` returns, and int32 labels of shape `(batch,)`.
+
+    Raises:
+        ValueError: if `eval_preprocess` is given for a training pipeline.
     """
+    if training and eval_preprocess is not None:
+        raise ValueError(
+            "eval_preprocess applies only to evaluation pipelines, because training "
+            "always uses preprocessing.preprocess_for_train. Pass training=False, or "
+            "leave eval_preprocess out."
+        )
     options = options or InputOptions()
     split_name = "training split" if training else "validation split"
     bad_images = bad_images or bad_images_lib.BadImageLog(f"{split_name} of {source.description}")
@@ -201,9 +217,13 @@ def make_dataset(
         dataset = dataset.map(load_train, num_parallel_calls=tf.data.AUTOTUNE)
     else:
 
+        def central_crop(image_bytes):
+            return preprocessing.preprocess_for_eval(image_bytes, image_size, resize_size)
+
+        preprocess = eval_preprocess or central_crop
+
         def load_eval(record):
-            image = preprocessing.preprocess_for_eval(record[records.IMAGE], image_size, resize_size)
-            return image, record[records.LABEL]
+            return preprocess(record[records.IMAGE]), record[records.LABEL]
 
         dataset = dataset.map(load_eval, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -242,3 +262,23 @@ def distribute_dataset(strategy, source, global_batch_size, training, **kwargs):
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def data_error_message(error):
+    """Returns one line for a bad image file, damaged shard or bad label, else None.
+
+    Entry points print this line instead of the traceback of a failed read.
+
+    Args:
+        error: a `tf.errors.OpError` raised while iterating a pipeline.
+
+    Returns:
+        The message without the assertion's brackets, or None if `error` is
+        another error.
+    """
+    # A failed tf.debugging.Assert prints each part in brackets:
+    # "... [Invalid image file in ... (] [truncated JPEG...] [): ] [PATH] [. Remove ...]".
+    start = error.message.find(bad_images_lib.BAD_IMAGE)
+    if start >= 0:
+        return error.message[start:].splitlines()[0].replace("] [", "").rstrip("]")
+    return tfrecords.read_error_message(error)
