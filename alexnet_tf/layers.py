@@ -115,3 +115,48 @@ class GroupedConv2D(keras.layers.Conv2D):
             for group_inputs, group_kernel in zip(input_groups, kernel_groups)
         ]
         return ops.concatenate(outputs, axis=channel_axis)
+
+
+@keras.saving.register_keras_serializable(package="alexnet_tf")
+class NonEmptyBatch(keras.layers.Layer):
+    """Passes a batch through, but replaces an empty batch with one image of zeros.
+
+    With TensorFlow 2.21's oneDNN operations, which it turned on by default
+    on an Intel Xeon CPU with AMX, a convolution given an empty batch returned
+    a tensor of its input's shape, so the next convolution failed ("input
+    depth must be evenly divisible by filter depth"). `MirroredStrategy` gives some replicas
+    empty batches at the end of an evaluation pass, and a serving request may
+    hold no images. `TrimBatch` removes the stand-in image from the model's
+    output again, so the model's results are unchanged.
+
+    Input shape: `(batch, ...)` with known non-batch dimensions.
+    Output shape: `(max(batch, 1), ...)`.
+    """
+
+    def call(self, inputs):
+        batch_size = tf.shape(inputs)[0]
+        stand_in_shape = tf.concat([[1], tf.shape(inputs)[1:]], axis=0)
+        outputs = tf.cond(
+            batch_size > 0,
+            lambda: inputs,
+            lambda: tf.zeros(stand_in_shape, inputs.dtype),
+        )
+        return tf.ensure_shape(outputs, [None, *inputs.shape[1:]])
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="alexnet_tf")
+class TrimBatch(keras.layers.Layer):
+    """Cuts `outputs` to the batch size of `reference`, undoing `NonEmptyBatch`.
+
+    Call it as `TrimBatch()([outputs, reference])`.
+    """
+
+    def call(self, inputs):
+        outputs, reference = inputs
+        return outputs[: tf.shape(reference)[0]]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]

@@ -157,5 +157,46 @@ class GroupedConv2DTest(tf.test.TestCase):
         self.assertAllClose(restored(x), model(x))
 
 
+def two_convolutions_with_batch_guard():
+    """A model in which a second convolution reads the first's output, guarded."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.NonEmptyBatch()(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.Conv2D(5, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = layers.TrimBatch()([x, inputs])
+    return keras.Model(inputs, outputs)
+
+
+class BatchGuardTest(tf.test.TestCase):
+
+    def test_empty_batch_gives_empty_output(self):
+        model = two_convolutions_with_batch_guard()
+
+        outputs = model(np.zeros((0, 8, 8, 3), np.float32))
+
+        self.assertEqual(outputs.shape, (0, 5))
+
+    def test_empty_batch_in_graph_mode(self):
+        model = two_convolutions_with_batch_guard()
+
+        outputs = tf.function(model)(tf.zeros((0, 8, 8, 3)))
+
+        self.assertEqual(outputs.shape, (0, 5))
+
+    def test_stand_in_is_one_image_of_zeros(self):
+        outputs = layers.NonEmptyBatch()(tf.ones((0, 2, 2, 3)))
+
+        self.assertAllEqual(outputs, tf.zeros((1, 2, 2, 3)))
+
+    def test_other_batches_pass_unchanged(self):
+        model = two_convolutions_with_batch_guard()
+        images = np.random.default_rng(1).normal(size=(3, 8, 8, 3)).astype(np.float32)
+        unguarded = keras.Model(model.input, model.layers[-2].output)
+
+        self.assertAllEqual(layers.NonEmptyBatch()(images), images)
+        self.assertAllClose(model(images), unguarded(images))
+
+
 if __name__ == "__main__":
     absltest.main()
