@@ -1,4 +1,4 @@
-"""Keras callbacks for checkpoints, throughput, skipped images and TensorBoard images."""
+"""Keras callbacks for TensorBoard, checkpoints, throughput, skipped and augmented images."""
 
 import math
 import os
@@ -9,6 +9,21 @@ import keras
 import tensorflow as tf
 
 from alexnet_tf import preprocessing
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, with the epoch summaries written after every epoch.
+
+    With an integer `update_freq`, Keras 3.15 records summaries only while its
+    count of the `fit` call's batches divides by `update_freq`, and that
+    condition still holds when the epoch ends. Without this subclass,
+    `epoch_loss`, `epoch_learning_rate` and the validation metrics appear only
+    after epochs whose batch count divides by `update_freq`.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        with tf.summary.record_if(True):
+            super().on_epoch_end(epoch, logs)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

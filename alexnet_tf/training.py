@@ -229,7 +229,7 @@ def _fit(
     }
     train_writer = writers["train"]
     callbacks = [
-        keras.callbacks.TensorBoard(
+        callbacks_lib.TensorBoard(
             log_dir=config.model_dir, update_freq=config.log_every_steps
         ),
         callbacks_lib.EpochCheckpoint(manager, epoch_variable),
