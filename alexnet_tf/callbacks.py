@@ -1,4 +1,4 @@
-"""Keras callbacks for checkpoints, throughput, skipped images and TensorBoard images."""
+"""Keras callbacks for TensorBoard, checkpoints, throughput, skipped and augmented images."""
 
 import math
 import os
@@ -10,6 +10,23 @@ import tensorflow as tf
 
 from alexnet_tf import kernel_figure
 from alexnet_tf import preprocessing
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, with the epoch summaries written after every epoch.
+
+    With an integer `update_freq`, Keras 3.15 records summaries only while its
+    count of the `fit` call's batches divides by `update_freq`, and that
+    condition holds for every callback, from the start of training to its end.
+    Without this subclass, `epoch_loss`, `epoch_learning_rate` and the
+    validation metrics appear only after epochs whose batch count divides by
+    `update_freq`. Callbacks that write their own summaries at other steps
+    need `tf.summary.record_if(True)` too.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        with tf.summary.record_if(True):
+            super().on_epoch_end(epoch, logs)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -72,7 +89,9 @@ class Throughput(keras.callbacks.Callback):
         if self._skip_window:
             self._skip_window = False
         else:
-            with self._writer.as_default():
+            # Keras' TensorBoard records only at its own steps (see TensorBoard
+            # above), and a window need not end on one of them.
+            with self._writer.as_default(), tf.summary.record_if(True):
                 tf.summary.scalar("images_per_second", images_per_second, step=step)
             logging.info(
                 "Step %d: %.1f images/s, loss %.4f.",
@@ -107,7 +126,8 @@ class SkippedImages(keras.callbacks.Callback):
     def _write(self):
         step = int(self.model.optimizer.iterations.numpy())
         for bad_images, writer in self._logs_and_writers:
-            with writer.as_default():
+            # As in Throughput, these steps need not be the ones Keras records.
+            with writer.as_default(), tf.summary.record_if(True):
                 tf.summary.scalar("skipped_images", bad_images.count, step=step)
 
     def on_train_batch_end(self, batch, logs=None):

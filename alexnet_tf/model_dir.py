@@ -104,7 +104,9 @@ def checkpoint_dir(model_dir):
     return os.path.join(model_dir, CHECKPOINT_SUBDIR)
 
 
-def create_checkpoint_manager(model_dir, model, optimizer, epoch_variable, max_to_keep=3):
+def create_checkpoint_manager(
+    model_dir, model, optimizer, epoch_variable, max_to_keep=3, extra_trackables=None
+):
     """Creates the checkpoint manager of a run.
 
     The optimizer must be built first (`optimizer.build(...)`), so that its
@@ -116,11 +118,23 @@ def create_checkpoint_manager(model_dir, model, optimizer, epoch_variable, max_t
         optimizer: its optimizer, holding the step count and momentum.
         epoch_variable: int64 `tf.Variable` counting finished epochs.
         max_to_keep: number of most recent checkpoints kept on disk.
+        extra_trackables: dict of further state to save, such as
+            `{"lr_plateau": schedules.PlateauState()}`: checkpoint names to
+            `tf.Variable`s or `tf.Module`s. None for none.
 
     Returns:
         A `tf.train.CheckpointManager`.
     """
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
+    extra_trackables = dict(extra_trackables or {})
+    reserved = {"model", "optimizer", "epoch"} & extra_trackables.keys()
+    if reserved:
+        raise ValueError(
+            f"extra_trackables may not use the names {sorted(reserved)}, which the "
+            "model, optimizer and epoch count have. Pass other names."
+        )
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, epoch=epoch_variable, **extra_trackables
+    )
     return tf.train.CheckpointManager(
         checkpoint, checkpoint_dir(model_dir), max_to_keep=max_to_keep
     )
@@ -131,11 +145,23 @@ def restore_latest(manager):
 
     Returns:
         The restored checkpoint's path, or None when there is none.
+
+    Raises:
+        ValueError: if the checkpoint lacks variables of this run, as when a
+            run with another learning-rate schedule wrote it.
     """
     path = manager.latest_checkpoint
     if path is None:
         return None
-    manager.checkpoint.restore(path).assert_existing_objects_matched()
+    try:
+        manager.checkpoint.restore(path).assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(
+            f"Checkpoint {path!r} has no values for some variables of this run, so a "
+            "run with other settings wrote it, for example with another --lr_schedule "
+            "(only plateau saves its state). Pass that run's settings to continue it, "
+            f"or a new --model_dir. {error}"
+        ) from None
     return path
 
 

@@ -1,4 +1,4 @@
-"""SGD with momentum and AlexNet's weight decay, and the learning-rate schedule."""
+"""SGD with momentum and AlexNet's weight decay."""
 
 import keras
 from keras import ops
@@ -52,29 +52,3 @@ class MomentumWithWeightDecay(keras.optimizers.SGD):
         config["l2_weight_decay"] = self.l2_weight_decay
         return config
 
-
-def step_schedule(learning_rate, boundary_epochs, steps_per_epoch, decay_factor=0.1):
-    """Returns a schedule that multiplies the learning rate at given epochs.
-
-    Args:
-        learning_rate: the rate before the first boundary.
-        boundary_epochs: sorted epochs, counted from 0, at whose start the rate
-            is multiplied by `decay_factor`.
-        steps_per_epoch: optimizer steps per epoch, to convert epochs to steps.
-        decay_factor: the multiplier. Defaults to 0.1, the paper's division by 10.
-
-    Returns:
-        A float for no boundaries, else a `PiecewiseConstantDecay` on the
-        optimizer's step count, which checkpoints restore with the optimizer.
-    """
-    if not boundary_epochs:
-        return learning_rate
-    if list(boundary_epochs) != sorted(boundary_epochs) or boundary_epochs[0] <= 0:
-        raise ValueError(
-            "Expected positive, increasing epochs for the learning-rate drops. "
-            f"Received: {list(boundary_epochs)}"
-        )
-
-    boundaries = [int(epoch * steps_per_epoch) for epoch in boundary_epochs]
-    values = [learning_rate * decay_factor**index for index in range(len(boundaries) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)

@@ -21,6 +21,7 @@ from alexnet_tf import distribution
 from alexnet_tf import input_flags
 from alexnet_tf import model as model_lib
 from alexnet_tf import preprocessing
+from alexnet_tf import schedules
 from alexnet_tf import training
 from alexnet_tf.data import input_pipeline
 
@@ -41,10 +42,34 @@ flags.DEFINE_integer("num_epochs", 90, "Epochs to train in total, resumed epochs
                      lower_bound=1)
 flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch. Default: one pass "
                      "over the training images.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 0.01, "Learning rate before the first drop.",
-                   lower_bound=0.0)
-flags.DEFINE_list("lr_drop_epochs", ["30", "60", "80"], "Epochs at whose start the learning "
-                  "rate is divided by 10, comma-separated; empty for a constant rate.")
+flags.DEFINE_float("learning_rate", 0.01, "Peak learning rate for --learning_rate_batch_size "
+                   "images per step, reached after the warm-up.", lower_bound=0.0)
+flags.DEFINE_integer("learning_rate_batch_size", 128, "Global batch size that --learning_rate "
+                     "is meant for. By the linear scaling rule the peak rate used is "
+                     "learning_rate * global_batch_size / learning_rate_batch_size, so the "
+                     "default, the paper's batch, leaves its recipe unchanged; 0 uses "
+                     "--learning_rate for any batch.", lower_bound=0)
+flags.DEFINE_enum("lr_schedule", schedules.STEP, schedules.SCHEDULES, "How the learning rate "
+                  "changes after the warm-up. step: divided by 10 at each of --lr_drop_epochs. "
+                  "cosine: a half cosine from the peak down to --final_learning_rate_fraction of "
+                  "it at --num_epochs, so raising --num_epochs on resume raises the rates left. "
+                  "plateau: divided by 10 when the validation top-1 error stops falling, as in "
+                  "the paper (see --plateau_*). constant: the peak throughout.")
+flags.DEFINE_float("warmup_epochs", 0.0, "Epochs of linear warm-up from near 0 to the peak "
+                   "rate, for every --lr_schedule; fractions are allowed.", lower_bound=0.0)
+flags.DEFINE_list("lr_drop_epochs", ["30", "60", "80"], "--lr_schedule=step only: epochs at "
+                  "whose start the learning rate is divided by 10, comma-separated, after the "
+                  "warm-up; empty for a constant rate.")
+flags.DEFINE_float("final_learning_rate_fraction", 0.0, "--lr_schedule=cosine only: the rate "
+                   "at the end, as a fraction of the peak.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("plateau_patience", 5, "--lr_schedule=plateau only: epochs in a row "
+                     "without improvement of the validation top-1 error before the rate is "
+                     "divided by 10; the count restarts after each drop.", lower_bound=1)
+flags.DEFINE_float("plateau_min_delta", 0.001, "--lr_schedule=plateau only: the minimum "
+                   "fall of the validation top-1 error below its best, as a fraction (0.001 is "
+                   "0.1 points), that counts as an improvement.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("plateau_max_drops", 3, "--lr_schedule=plateau only: the maximum "
+                     "number of drops; the paper's run had 3.", lower_bound=0)
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay added to the weights' gradients "
                    "before the momentum update; biases do not decay.", lower_bound=0.0)
@@ -91,6 +116,48 @@ def _check_lr_drop_epochs(values):
     return all(epoch > 0 for epoch in epochs) and epochs == sorted(epochs)
 
 
+@flags.multi_flags_validator(
+    ["warmup_epochs", "num_epochs"],
+    message="--warmup_epochs must be below --num_epochs, so that the run reaches the peak rate.",
+)
+def _check_warmup_epochs(flag_values):
+    return flag_values["warmup_epochs"] < flag_values["num_epochs"]
+
+
+@flags.multi_flags_validator(
+    ["lr_schedule", "lr_drop_epochs", "warmup_epochs"],
+    message="--lr_drop_epochs must come after --warmup_epochs, or the peak rate is never used.",
+)
+def _check_drops_after_warmup(flag_values):
+    if flag_values["lr_schedule"] != schedules.STEP or not flag_values["lr_drop_epochs"]:
+        return True
+    try:
+        first_drop = float(flag_values["lr_drop_epochs"][0])
+    except ValueError:
+        return True  # _check_lr_drop_epochs reports it.
+    return flag_values["warmup_epochs"] == 0 or first_drop > flag_values["warmup_epochs"]
+
+
+# Flags that only one --lr_schedule reads.
+_SCHEDULE_ONLY_FLAGS = {
+    "lr_drop_epochs": schedules.STEP,
+    "final_learning_rate_fraction": schedules.COSINE,
+    "plateau_patience": schedules.PLATEAU,
+    "plateau_min_delta": schedules.PLATEAU,
+    "plateau_max_drops": schedules.PLATEAU,
+}
+
+
+def _warn_about_unused_schedule_flags():
+    """Warns about flags, given on the command line or in a flagfile, that this schedule ignores."""
+    for name, schedule in _SCHEDULE_ONLY_FLAGS.items():
+        if FLAGS[name].present and FLAGS.lr_schedule != schedule:
+            logging.warning(
+                "--%s is ignored: it applies to --lr_schedule=%s, and this run has "
+                "--lr_schedule=%s.", name, schedule, FLAGS.lr_schedule,
+            )
+
+
 def config_from_flags():
     """Returns the `TrainConfig` that the command-line flags describe.
 
@@ -109,6 +176,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
 
     config = config_from_flags()
+    _warn_about_unused_schedule_flags()
     logging.info("TensorFlow %s. Settings: %s", tf.__version__, config)
     strategy = distribution.create_strategy(FLAGS.distribution_strategy)
     try:

@@ -16,6 +16,7 @@ from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import optimizer as optimizer_lib
 from alexnet_tf import preprocessing
+from alexnet_tf import schedules
 from alexnet_tf import serving
 
 _GRID_IMAGES = 16
@@ -35,8 +36,19 @@ class TrainConfig:
         num_epochs: epochs to train in total, counting resumed ones.
         steps_per_epoch: training steps per epoch; None for one pass over the
             training images (rounded down to whole batches).
-        learning_rate: learning rate before the first drop.
-        lr_drop_epochs: epochs at whose start the learning rate is divided by 10.
+        learning_rate: peak learning rate for `learning_rate_batch_size`
+            images per step.
+        learning_rate_batch_size: the global batch `learning_rate` is meant
+            for; the rate used is scaled by global_batch_size /
+            learning_rate_batch_size. 0 uses `learning_rate` unscaled.
+        lr_schedule: one of `schedules.SCHEDULES`, see `schedules.create_schedule`.
+        warmup_epochs: epochs of linear warm-up to the peak rate.
+        lr_drop_epochs: "step" only: epochs at whose start the learning rate
+            is divided by 10.
+        final_learning_rate_fraction: "cosine" only: the last rate as a
+            fraction of the peak.
+        plateau_patience, plateau_min_delta, plateau_max_drops: "plateau"
+            only: see `schedules.DropOnPlateau`.
         momentum: SGD momentum.
         weight_decay: L2 coefficient added to the weights' gradients.
         image_size: side of the model's input, in pixels.
@@ -70,7 +82,14 @@ class TrainConfig:
     num_epochs: int = 90
     steps_per_epoch: int = None
     learning_rate: float = 0.01
+    learning_rate_batch_size: int = 128
+    lr_schedule: str = schedules.STEP
+    warmup_epochs: float = 0.0
     lr_drop_epochs: tuple = (30, 60, 80)
+    final_learning_rate_fraction: float = 0.0
+    plateau_patience: int = 5
+    plateau_min_delta: float = 0.001
+    plateau_max_drops: int = 3
     momentum: float = 0.9
     weight_decay: float = 5e-4
     image_size: int = 227
@@ -156,8 +175,12 @@ def _steps_per_epoch(config, num_train_images):
     return steps
 
 
-def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile):
-    """Builds the model and optimizer inside the current strategy scope."""
+def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile, plateau_state=None):
+    """Builds the model and optimizer inside the current strategy scope.
+
+    `plateau_state` is the `schedules.PlateauState` of a run with
+    `lr_schedule="plateau"`, whose multiplier the learning rate follows.
+    """
     model = model_lib.AlexNet(
         num_classes=num_classes,
         image_size=config.image_size,
@@ -165,8 +188,17 @@ def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile):
         initialization=config.initialization,
         seed=config.seed,
     )
-    schedule = optimizer_lib.step_schedule(
-        config.learning_rate, config.lr_drop_epochs, steps_per_epoch
+    schedule = schedules.create_schedule(
+        config.lr_schedule,
+        schedules.scaled_learning_rate(
+            config.learning_rate, config.global_batch_size, config.learning_rate_batch_size
+        ),
+        steps_per_epoch,
+        config.num_epochs,
+        warmup_epochs=config.warmup_epochs,
+        drop_epochs=config.lr_drop_epochs,
+        final_learning_rate_fraction=config.final_learning_rate_fraction,
+        multiplier=None if plateau_state is None else plateau_state.multiplier,
     )
     optimizer = optimizer_lib.MomentumWithWeightDecay(
         learning_rate=schedule, momentum=config.momentum, l2_weight_decay=config.weight_decay
@@ -216,7 +248,7 @@ def _final_metrics(model, history_logs, validation_dataset):
 def _fit(
     config, model, manager, epoch_variable, train_source,
     train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
-    skipped_image_logs,
+    skipped_image_logs, plateau_state=None,
 ):
     """Trains from `initial_epoch` to `config.num_epochs`; returns Keras' history dict."""
     model_dir_lib.write_json(
@@ -228,8 +260,20 @@ def _fit(
         for name in ("train", "validation")
     }
     train_writer = writers["train"]
+    # Keras calls callbacks in order: a plateau drop must come before the
+    # checkpoint saves its state and before TensorBoard writes the
+    # epoch_learning_rate that the next epoch starts with.
+    schedule_callbacks = []
+    if plateau_state is not None:
+        schedule_callbacks.append(schedules.DropOnPlateau(
+            plateau_state,
+            patience=config.plateau_patience,
+            min_delta=config.plateau_min_delta,
+            max_drops=config.plateau_max_drops,
+        ))
     callbacks = [
-        keras.callbacks.TensorBoard(
+        *schedule_callbacks,
+        callbacks_lib.TensorBoard(
             log_dir=config.model_dir, update_freq=config.log_every_steps
         ),
         callbacks_lib.EpochCheckpoint(manager, epoch_variable),
@@ -269,7 +313,8 @@ def train_and_evaluate(config, strategy=None):
 
     Every epoch ends with a checkpoint, so running again with the same
     `model_dir` continues at the next epoch with the optimizer's momentum and
-    step count, and so the learning-rate schedule, as they were.
+    step count, and so the learning-rate schedule, as they were. A plateau
+    run also saves and restores the state of its rule.
 
     Args:
         config: a `TrainConfig`.
@@ -329,13 +374,17 @@ def train_and_evaluate(config, strategy=None):
         )
         jit_compile = False
 
+    plateau_state = None
     with strategy.scope():
+        if config.lr_schedule == schedules.PLATEAU:
+            plateau_state = schedules.PlateauState()
         model, optimizer = _build_and_compile(
-            config, len(class_names), steps_per_epoch, jit_compile
+            config, len(class_names), steps_per_epoch, jit_compile, plateau_state
         )
     epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     manager = model_dir_lib.create_checkpoint_manager(
-        config.model_dir, model, optimizer, epoch_variable
+        config.model_dir, model, optimizer, epoch_variable,
+        extra_trackables=None if plateau_state is None else {"lr_plateau": plateau_state},
     )
     restored_path = model_dir_lib.restore_latest(manager)
     initial_epoch = int(epoch_variable.numpy())
@@ -374,7 +423,7 @@ def train_and_evaluate(config, strategy=None):
         history_logs = _fit(
             config, model, manager, epoch_variable, train_source,
             train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
-            skipped_image_logs,
+            skipped_image_logs, plateau_state,
         )
     else:
         logging.info(

@@ -1,4 +1,4 @@
-"""Tests of SGD with AlexNet's coupled weight decay and of the step schedule."""
+"""Tests of SGD with AlexNet's coupled weight decay."""
 
 from absl.testing import absltest
 import keras
@@ -50,25 +50,6 @@ class MomentumWithWeightDecayTest(tf.test.TestCase):
     def test_rejects_negative_decay(self):
         with self.assertRaisesRegex(ValueError, "l2_weight_decay=-1"):
             optimizer_lib.MomentumWithWeightDecay(l2_weight_decay=-1)
-
-
-class StepScheduleTest(tf.test.TestCase):
-
-    def test_divides_by_ten_at_each_boundary_epoch(self):
-        schedule = optimizer_lib.step_schedule(0.01, (2, 3), steps_per_epoch=10)
-
-        # The rate of step s applies to the update after s finished steps.
-        self.assertAllClose(float(schedule(0)), 0.01)
-        self.assertAllClose(float(schedule(20)), 0.01)
-        self.assertAllClose(float(schedule(21)), 0.001)
-        self.assertAllClose(float(schedule(31)), 0.0001)
-
-    def test_no_boundaries_is_a_constant(self):
-        self.assertEqual(optimizer_lib.step_schedule(0.02, (), steps_per_epoch=10), 0.02)
-
-    def test_rejects_unsorted_epochs(self):
-        with self.assertRaisesRegex(ValueError, r"\[3, 2\]"):
-            optimizer_lib.step_schedule(0.01, (3, 2), steps_per_epoch=10)
 
 
 if __name__ == "__main__":

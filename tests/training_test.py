@@ -24,6 +24,7 @@ def small_config(data_dir, model_dir, **overrides):
         steps_per_epoch=4,
         # 0.01 diverged now and then on these 0-255 inputs in batches of 6.
         learning_rate=0.003,
+        learning_rate_batch_size=0,  # 0.003 is the rate for the batch of 6 as it is.
         lr_drop_epochs=(),
         image_size=67,
         resize_size=70,
