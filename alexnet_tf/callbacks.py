@@ -164,7 +164,7 @@ class AugmentedImages(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        with self._writer.as_default():
+        with self._writer.as_default(), tf.summary.record_if(True):
             tf.summary.image("augmented_training_images", self._grid[tf.newaxis], step=step)
 
 
@@ -199,7 +199,7 @@ class ConvKernels(keras.callbacks.Callback):
             return
 
         step = int(self.model.optimizer.iterations.numpy())
-        with self._writer.as_default():
+        with self._writer.as_default(), tf.summary.record_if(True):
             tf.summary.image("conv1_kernels", grid[tf.newaxis], step=step)
 
     def on_train_begin(self, logs=None):
