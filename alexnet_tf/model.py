@@ -339,7 +339,7 @@ def _convolutional_features(images, spec, initializer_kwargs):
             x = keras.layers.MaxPooling2D(3, strides=2, name=f"pool{layer_name[-1]}")(x)
 
     if spec.adaptive_pooling:
-        x = keras.layers.AdaptiveAveragePooling2D(_ADAPTIVE_POOLING_SIZE, name="avgpool")(x)
+        x = alexnet_layers.AdaptiveAveragePooling2D(_ADAPTIVE_POOLING_SIZE, name="avgpool")(x)
     return x
 
 
