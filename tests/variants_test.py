@@ -1,4 +1,4 @@
-"""Tests of the model variant through the flags, training and export."""
+"""Tests of the model variant through the flags, training, export and converted weights."""
 
 import json
 import os
@@ -7,8 +7,10 @@ from absl import flags
 from absl.testing import absltest
 from absl.testing import flagsaver
 from absl.testing import parameterized
+import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import convert
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import serving
@@ -96,6 +98,52 @@ class VariantTrainingTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "image_size >= 63 for variant='torchvision'"):
             training.train_and_evaluate(config, one_device())
         self.assertFalse(os.path.exists(self.model_dir))
+
+    def test_training_continues_from_converted_weights(self):
+        rng = np.random.default_rng(0)
+        arrays = {
+            key: rng.normal(0, 0.01, shape).astype(np.float32)
+            for key, shape in _torchvision_shapes(len(self.class_names)).items()
+        }
+        weights_path = os.path.join(self.create_tempdir().full_path, "alexnet.npz")
+        np.savez(weights_path, **arrays)
+        names_path = os.path.join(self.create_tempdir().full_path, "classes.txt")
+        with open(names_path, "w") as file:
+            file.write("\n".join(self.class_names))
+        convert.convert(weights_path, "torchvision", self.model_dir, class_names_file=names_path)
+        # No image_size: the variant's 224, which the converted directory has too.
+        config = small_config(
+            self.data_dir, self.model_dir, variant="torchvision", image_size=None,
+            resize_size=256, global_batch_size=2,
+        )
+
+        results = training.train_and_evaluate(config, one_device())
+
+        self.assertEqual(results["epoch"], 1)
+        self.assertTrue(np.isfinite(results["loss"]))
+        checkpoint = tf.train.load_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+        self.assertEqual(
+            checkpoint.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"), 1
+        )
+        with open(os.path.join(self.model_dir, "run_config-epoch0.json")) as file:
+            self.assertEqual(json.load(file)["image_size"], 224)
+        model_config = model_dir_lib.read_model_config(self.model_dir)
+        self.assertEqual(model_config["image_size"], 224)
+        self.assertEqual(model_config["variant"], "torchvision")
+
+
+def _torchvision_shapes(num_classes):
+    """Returns torchvision's state dict keys and their shapes."""
+    shapes = {
+        "conv1": (64, 3, 11, 11), "conv2": (192, 64, 5, 5), "conv3": (384, 192, 3, 3),
+        "conv4": (256, 384, 3, 3), "conv5": (256, 256, 3, 3), "fc6": (4096, 9216),
+        "fc7": (4096, 4096), "fc8": (num_classes, 4096),
+    }
+    keys_and_shapes = {}
+    for layer_name, shape in shapes.items():
+        keys_and_shapes[convert.weight_key("torchvision", layer_name, "weight")] = shape
+        keys_and_shapes[convert.weight_key("torchvision", layer_name, "bias")] = shape[:1]
+    return keys_and_shapes
 
 
 class ModelConfigTest(tf.test.TestCase):
