@@ -160,3 +160,33 @@ class TrimBatch(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="alexnet_tf")
+class AdaptiveAveragePooling2D(keras.layers.AdaptiveAveragePooling2D):
+    """Keras' adaptive average pooling, which also takes inputs 1 pixel high or wide.
+
+    Output pixel `(i, j)` averages input rows `floor(i * h / out_h)` to
+    `ceil((i + 1) * h / out_h) - 1` and the matching columns, as PyTorch's
+    `adaptive_avg_pool2d` does.
+
+    NOTE: Keras 3.15's layer fails inside a `tf.function` when a spatial side
+    is 1 pixel, because it runs a 2-pixel pooling window over that side. This
+    layer first repeats such a side to the output size, which gives the same
+    result: every window then averages copies of the one input pixel.
+
+    Args:
+        output_size: integer or (height, width) of the output.
+        **kwargs: further arguments of `keras.layers.AdaptiveAveragePooling2D`.
+    """
+
+    def call(self, inputs):
+        if self.data_format == "channels_last":
+            spatial_axes = (1, 2)
+        else:
+            spatial_axes = (2, 3)
+
+        for axis, output_size in zip(spatial_axes, self.output_size):
+            if inputs.shape[axis] == 1:
+                inputs = ops.repeat(inputs, output_size, axis=axis)
+        return super().call(inputs)

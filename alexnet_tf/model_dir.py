@@ -20,8 +20,9 @@ EVAL_RESULTS_FILE = "eval_results.json"
 CHECKPOINT_SUBDIR = "checkpoints"
 
 # Settings that change the model's variables or their meaning: a run with other
-# values cannot continue from the checkpoints.
-_FIXED_MODEL_SETTINGS = ("class_names", "image_size")
+# values cannot continue from the checkpoints. Each maps to its value in model
+# configs written before the setting existed.
+_FIXED_MODEL_SETTINGS = {"class_names": None, "image_size": None, "variant": "paper"}
 
 
 def read_json(path):
@@ -70,8 +71,8 @@ def save_or_check_model_config(model_dir, model_config):
     moved or copied model directory still recognizes its own export.
 
     Raises:
-        ValueError: if the directory contains a run with other classes or image
-            size, whose checkpoints this model could not load.
+        ValueError: if the directory contains a run with other classes, image
+            size or variant, whose checkpoints this model could not load.
         FileExistsError: if `model_dir` is a file.
     """
     if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
@@ -85,11 +86,13 @@ def save_or_check_model_config(model_dir, model_config):
         return
 
     saved = read_json(path)
-    for key in _FIXED_MODEL_SETTINGS:
-        if saved.get(key) != model_config.get(key):
+    for key, default in _FIXED_MODEL_SETTINGS.items():
+        saved_value = saved.get(key, default)
+        value = model_config.get(key, default)
+        if saved_value != value:
             raise ValueError(
-                f"{model_dir!r} contains a run with {key}={_short(saved.get(key))}, but this "
-                f"run has {key}={_short(model_config.get(key))}. Pass a new --model_dir, "
+                f"{model_dir!r} contains a run with {key}={_short(saved_value)}, but this "
+                f"run has {key}={_short(value)}. Pass a new --model_dir, "
                 "or the data and settings of that run to continue it."
             )
 

@@ -35,11 +35,16 @@ CLASSIFY_SIGNATURE_NAME = "classify_images"
 
 
 def build_model(model_config):
-    """Builds the model described by a run's model config, for inference."""
+    """Builds the model described by a run's model config, for inference.
+
+    Model configs written before variants existed have no `variant`: they
+    describe the paper's network.
+    """
     return model_lib.AlexNet(
         num_classes=len(model_config["class_names"]),
         image_size=model_config["image_size"],
         dropout_rate=model_config.get("dropout_rate", 0.5),
+        variant=model_config.get("variant", "paper"),
     )
 
 
@@ -192,5 +197,6 @@ def export_from_checkpoint(model_dir, export_dir, checkpoint_path=None):
         "class_names": list(model_config["class_names"]),
         "image_size": model_config["image_size"],
         "resize_size": model_config["resize_size"],
+        "variant": model_config.get("variant", "paper"),
     }
     return export_saved_model(model, model_config, export_dir, info)

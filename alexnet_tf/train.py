@@ -74,17 +74,23 @@ flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0, upper_boun
 flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay added to the weights' gradients "
                    "before the momentum update; biases do not decay.", lower_bound=0.0)
 
-flags.DEFINE_integer("image_size", 227, "Side of the model's input, in pixels.",
-                     lower_bound=model_lib.MIN_IMAGE_SIZE)
+flags.DEFINE_enum("variant", "paper", model_lib.VARIANTS, "Network: the paper's (two groups, "
+                  "LRN), paper_single_tower (no groups), caffe (bvlc_alexnet's LRN) or "
+                  "torchvision (64-192-384-256-256, no LRN). See alexnet_tf.model.AlexNet.")
+flags.DEFINE_integer("image_size", None, "Side of the model's input, in pixels. Default: the "
+                     "variant's, 227, or 224 for torchvision.",
+                     lower_bound=min(model_lib.min_image_size(v) for v in model_lib.VARIANTS))
 flags.DEFINE_integer("resize_size", preprocessing.DEFAULT_RESIZE_SIZE, "Shorter side, in "
                      "pixels, of the resized image that crops are taken from.", lower_bound=1)
 flags.DEFINE_float("pca_stddev", preprocessing.DEFAULT_PCA_STDDEV, "Standard deviation of the "
                    "PCA colour augmentation coefficients; 0 turns it off.", lower_bound=0.0)
 flags.DEFINE_float("dropout_rate", 0.5, "Dropout rate of fc6 and fc7.", lower_bound=0.0,
                    upper_bound=0.99)
-flags.DEFINE_enum("initialization", "paper", model_lib.INITIALIZATIONS, "Weight "
-                  "initialization: the paper's N(0, 0.01) with unit biases, or Glorot uniform "
-                  "with zero biases.")
+flags.DEFINE_enum("initialization", None, model_lib.INITIALIZATIONS, "Weight "
+                  "initialization: paper (N(0, 0.01), unit biases), glorot_uniform (zero "
+                  "biases), caffe (bvlc_alexnet's N(0, 0.01) and N(0, 0.005), biases 0.1) or "
+                  "pytorch (PyTorch's default). Default: the variant's own, pytorch for "
+                  "torchvision, caffe for caffe, else paper.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, shuffling and augmentation.")
 
 flags.DEFINE_enum("distribution_strategy", "mirrored", distribution.STRATEGIES, "mirrored: all "
@@ -103,7 +109,9 @@ flags.mark_flags_as_required(["model_dir"])
     "image_size pixels are taken from an image whose shorter side is resize_size.",
 )
 def _check_resize_size(flag_values):
-    return flag_values["resize_size"] >= flag_values["image_size"]
+    # The variant's default image size is checked in training, once it is known.
+    image_size = flag_values["image_size"]
+    return image_size is None or flag_values["resize_size"] >= image_size
 
 
 @flags.validator("lr_drop_epochs", message="--lr_drop_epochs must be positive, increasing "

@@ -51,11 +51,14 @@ class TrainConfig:
             only: see `schedules.DropOnPlateau`.
         momentum: SGD momentum.
         weight_decay: L2 coefficient added to the weights' gradients.
-        image_size: side of the model's input, in pixels.
+        image_size: side of the model's input, in pixels; None for the
+            variant's `model.default_image_size`.
         resize_size: shorter side the crops are taken from, in pixels.
         pca_stddev: standard deviation of the PCA lighting coefficients.
         dropout_rate: dropout rate of fc6 and fc7.
-        initialization: `"paper"` or `"glorot_uniform"`, see `model.AlexNet`.
+        variant: the network, an entry of `model.VARIANTS`.
+        initialization: an entry of `model.INITIALIZATIONS`, or None for the
+            variant's own, see `model.AlexNet`.
         seed: seed of initialization, shuffling and augmentation, or None.
         jit_compile: whether to compile the training step with XLA, which was
             faster on a 2-core CPU in a one-off trial. Ignored with more than
@@ -92,11 +95,12 @@ class TrainConfig:
     plateau_max_drops: int = 3
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    image_size: int = 227
+    image_size: int = None
     resize_size: int = preprocessing.DEFAULT_RESIZE_SIZE
     pca_stddev: float = preprocessing.DEFAULT_PCA_STDDEV
     dropout_rate: float = 0.5
-    initialization: str = "paper"
+    variant: str = "paper"
+    initialization: str = None
     seed: int = None
     jit_compile: bool = False
     log_every_steps: int = 100
@@ -129,6 +133,7 @@ class TrainConfig:
 
 def _check_config(config):
     sources.check_dataset_name(config.dataset)
+    model_lib.check_image_size(config.image_size, config.variant)
     if config.data_dir is None and not config.dataset.startswith(sources.TFDS_PREFIX):
         raise ValueError(
             f"--data_dir is required with --dataset={config.dataset}: pass the "
@@ -187,6 +192,7 @@ def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile, platea
         dropout_rate=config.dropout_rate,
         initialization=config.initialization,
         seed=config.seed,
+        variant=config.variant,
     )
     schedule = schedules.create_schedule(
         config.lr_schedule,
@@ -325,6 +331,10 @@ def train_and_evaluate(config, strategy=None):
         `top_5_accuracy` (fractions in [0, 1]) and `epoch`, also written to
         `model_dir/eval_results.json`.
     """
+    if config.image_size is None:
+        config = dataclasses.replace(
+            config, image_size=model_lib.default_image_size(config.variant)
+        )
     _check_config(config)
     strategy = strategy or distribution.create_strategy()
     if config.seed is not None:
@@ -345,6 +355,7 @@ def train_and_evaluate(config, strategy=None):
         "image_size": config.image_size,
         "resize_size": config.resize_size,
         "dropout_rate": config.dropout_rate,
+        "variant": config.variant,
     }
     export_dir = config.resolved_export_dir()
     if config.export:

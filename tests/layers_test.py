@@ -1,4 +1,4 @@
-"""Tests of the LRN and grouped convolution layers."""
+"""Tests of the LRN, grouped convolution and adaptive pooling layers."""
 
 import os
 
@@ -21,6 +21,19 @@ def lrn_reference(x, size, bias, alpha, beta):
         high = min(channels, c + size // 2 + 1)
         squares = np.sum(x[..., low:high] ** 2, axis=-1)
         output[..., c] = x[..., c] / (bias + alpha * squares) ** beta
+    return output
+
+
+def adaptive_pooling_reference(x, output_height, output_width):
+    """Averages NHWC `x` over PyTorch's adaptive windows: floor(i * n / out) to ceil((i + 1) * n / out)."""
+    def windows(size, output_size):
+        return [(i * size // output_size, -(-(i + 1) * size // output_size))
+                for i in range(output_size)]
+
+    output = np.zeros((x.shape[0], output_height, output_width, x.shape[3]))
+    for row, (top, bottom) in enumerate(windows(x.shape[1], output_height)):
+        for column, (left, right) in enumerate(windows(x.shape[2], output_width)):
+            output[:, row, column] = x[:, top:bottom, left:right].mean(axis=(1, 2))
     return output
 
 
@@ -196,6 +209,48 @@ class BatchGuardTest(tf.test.TestCase):
 
         self.assertAllEqual(layers.NonEmptyBatch()(images), images)
         self.assertAllClose(model(images), unguarded(images))
+
+
+class AdaptiveAveragePooling2DTest(tf.test.TestCase, parameterized.TestCase):
+
+    @parameterized.parameters(
+        (1, 1), (1, 4), (4, 1), (2, 3), (5, 7), (6, 6), (10, 13), (13, 13)
+    )
+    def test_matches_pytorch_windows(self, height, width):
+        x = np.random.default_rng(height * 100 + width).normal(size=(2, height, width, 3))
+        x = x.astype(np.float32)
+        layer = layers.AdaptiveAveragePooling2D(6)
+        expected = adaptive_pooling_reference(x, 6, 6)
+
+        eager = layer(x)
+        traced = tf.function(layer)(x)
+
+        self.assertEqual(eager.shape, (2, 6, 6, 3))
+        self.assertAllClose(eager, expected, atol=1e-5)
+        self.assertAllClose(traced, expected, atol=1e-5)
+
+    def test_channels_first_single_pixel(self):
+        x = np.random.default_rng(6).normal(size=(2, 3, 1, 1)).astype(np.float32)
+        layer = layers.AdaptiveAveragePooling2D((4, 5), data_format="channels_first")
+
+        outputs = tf.function(layer)(x)
+
+        self.assertEqual(outputs.shape, (2, 3, 4, 5))
+        self.assertAllClose(outputs, np.broadcast_to(x, (2, 3, 4, 5)))
+
+    def test_keras_file_round_trip(self):
+        inputs = keras.Input((1, 1, 4))
+        outputs = layers.AdaptiveAveragePooling2D(6, name="avgpool")(inputs)
+        model = keras.Model(inputs, outputs)
+        path = os.path.join(self.create_tempdir().full_path, "avgpool.keras")
+        x = np.random.default_rng(7).normal(size=(1, 1, 1, 4)).astype(np.float32)
+
+        model.save(path)
+        restored = keras.saving.load_model(path)
+
+        self.assertIsInstance(restored.get_layer("avgpool"), layers.AdaptiveAveragePooling2D)
+        self.assertEqual(tuple(restored.get_layer("avgpool").output_size), (6, 6))
+        self.assertAllClose(restored(x), model(x))
 
 
 if __name__ == "__main__":
