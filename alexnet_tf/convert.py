@@ -45,9 +45,10 @@ The conversion:
   flattens in row, column, channel order, so fc6's inputs are permuted.
 - This project's models take RGB pixels on a 0-255 scale minus
   `preprocessing.IMAGENET_RGB_MEAN`. torchvision's take
-  `(pixels / 255 - mean) / std` with its own mean and std, so conv1's kernel
-  is divided by `255 * std` per input channel and its bias absorbs the
-  difference of the two means (at most 0.5 on the 0-255 scale). That is
+  `(pixels / 255 - mean) / std` with its own mean and std. The torchvision
+  variant's first layer divides by `255 * std`, so conv1's kernel maps
+  unchanged and its bias absorbs the difference of the two means (at most
+  0.5 on the 0-255 scale). That is
   exact except next to the image border, where torchvision's zero padding
   stands for its mean pixel and this model's for this project's. Caffe's
   take BGR pixels on a 0-255 scale minus a mean, so conv1's input channels
@@ -74,6 +75,7 @@ from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import optimizer as optimizer_lib
 from alexnet_tf import preprocessing
+from alexnet_tf import schedules
 from alexnet_tf.data import sources
 
 FORMATS = ("torchvision", "caffe")
@@ -93,8 +95,6 @@ _TORCHVISION_MODULES = {
 }
 
 # torchvision's ImageNet normalization, RGB on a [0, 1] scale.
-TORCHVISION_RGB_MEAN = (0.485, 0.456, 0.406)
-TORCHVISION_RGB_STDDEV = (0.229, 0.224, 0.225)
 
 _TORCH_EXTENSIONS = (".pth", ".pt")
 _DROPOUT_RATE = 0.5  # Both networks were trained with dropout 0.5 in fc6 and fc7.
@@ -265,15 +265,16 @@ def _fold_input_convention(kernel, bias, weights_format):
     if weights_format == "caffe":
         return kernel[:, :, ::-1, :], bias  # BGR input channels become RGB.
 
-    # torchvision's input is (x / 255 - m) / s = (y + M - 255 m) / (255 s) for
-    # this project's input y = x - M.
-    stddev = 255 * np.array(TORCHVISION_RGB_STDDEV, np.float64)
+    # The variant's input_scale layer turns this project's input y = x - M
+    # into y / (255 s), while torchvision's input is (x / 255 - m) / s, which
+    # is larger by (M - 255 m) / (255 s). conv1 is linear, so its bias takes
+    # the difference.
+    stddev = 255 * np.array(model_lib.TORCHVISION_RGB_STDDEV, np.float64)
     mean_difference = np.array(preprocessing.IMAGENET_RGB_MEAN) - 255 * np.array(
-        TORCHVISION_RGB_MEAN
+        model_lib.TORCHVISION_RGB_MEAN
     )
-    folded_kernel = kernel.astype(np.float64) / stddev[:, np.newaxis]
-    folded_bias = bias + np.einsum("hwco,c->o", folded_kernel, mean_difference)
-    return folded_kernel.astype(np.float32), folded_bias.astype(np.float32)
+    folded_bias = bias + np.einsum("hwco,c->o", kernel, mean_difference / stddev)
+    return kernel, folded_bias.astype(np.float32)
 
 
 def _check_image_size(image_size, weights_format):
@@ -356,7 +357,10 @@ def write_model_dir(model, output_dir, model_config):
     `alexnet_tf.train` can continue from it as from its own checkpoints. The
     config is written last, so a directory with a config is complete.
     """
-    optimizer = optimizer_lib.MomentumWithWeightDecay()
+    # Training's optimizer always follows a schedule, which keeps no learning
+    # rate variable, so the checkpoint's optimizer variables line up with it.
+    schedule = schedules.create_schedule("constant", 0.01, steps_per_epoch=1, num_epochs=1)
+    optimizer = optimizer_lib.MomentumWithWeightDecay(learning_rate=schedule)
     optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     manager = model_dir_lib.create_checkpoint_manager(output_dir, model, optimizer, epoch)

@@ -46,6 +46,12 @@ _PAPER_WEIGHT_STDDEV = 0.01
 _CAFFE_BIAS = 0.1
 _CAFFE_FC_WEIGHT_STDDEV = 0.005
 
+# torchvision's models take (pixels / 255 - mean) / stddev with these RGB
+# values; their ImageNet mean is within 0.5 of this project's on the 0-255
+# scale.
+TORCHVISION_RGB_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_RGB_STDDEV = (0.229, 0.224, 0.225)
+
 MIN_IMAGE_SIZE = 67
 
 
@@ -62,6 +68,8 @@ class _VariantSpec:
             pool5, as in torchvision.
         dropout_before_fc: whether dropout precedes fc6 and fc7, as in
             torchvision, instead of following them, as in the paper.
+        input_scale: per-channel factors applied to the mean-subtracted
+            0-255 input before conv1, or None.
     """
 
     conv_layers: tuple
@@ -70,6 +78,7 @@ class _VariantSpec:
     initialization: str
     adaptive_pooling: bool = False
     dropout_before_fc: bool = False
+    input_scale: tuple = None
 
 
 _VARIANT_SPECS = {
@@ -83,6 +92,7 @@ _VARIANT_SPECS = {
         "pytorch",
         adaptive_pooling=True,
         dropout_before_fc=True,
+        input_scale=tuple(1 / (255 * stddev) for stddev in TORCHVISION_RGB_STDDEV),
     ),
 }
 _ADAPTIVE_POOLING_SIZE = 6
@@ -253,6 +263,9 @@ def AlexNet(
       PyTorch's windows from floor(i * n / 6) to ceil((i + 1) * n / 6).
       Dropout drops the flattened pool5 output (dropout5) and fc6's output
       (dropout6), before fc6 and fc7. 61,100,840 parameters at 1000 classes.
+      Its first layer (input_scale) divides the input by 255 times
+      torchvision's per-channel standard deviation, so that conv1 sees the
+      scale that torchvision's models are trained and initialized for.
 
     The paper states 224x224 inputs, but an 11x11 stride-4 convolution without
     padding maps 227 pixels to the 55x55 feature maps of its figure, while 224
@@ -287,8 +300,10 @@ def AlexNet(
 
     Returns:
         A `keras.Model` mapping float images of shape
-        `(batch, image_size, image_size, 3)` to logits of shape
-        `(batch, num_classes)`.
+        `(batch, image_size, image_size, 3)`, RGB on a 0-255 scale with the
+        ImageNet mean subtracted, to logits of shape `(batch, num_classes)`.
+        Its first and last layers, non_empty_batch and trim_batch, let it take
+        an empty batch, see `layers.NonEmptyBatch`.
 
     Raises:
         ValueError: if an argument is out of range.
@@ -307,8 +322,12 @@ def AlexNet(
         return {"kernel_initializer": kernel, "bias_initializer": bias}
 
     images = keras.Input(shape=(image_size, image_size, 3), name="images")
-    features = _convolutional_features(images, spec, initializer_kwargs)
+    x = alexnet_layers.NonEmptyBatch(name="non_empty_batch")(images)
+    if spec.input_scale:
+        x = keras.layers.Rescaling(spec.input_scale, name="input_scale")(x)
+    features = _convolutional_features(x, spec, initializer_kwargs)
     logits = _classifier(features, spec, num_classes, dropout_rate, initializer_kwargs)
+    logits = alexnet_layers.TrimBatch(name="trim_batch")([logits, images])
     return keras.Model(images, logits, name=name)
 
 

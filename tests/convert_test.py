@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import convert
+from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import serving
@@ -167,7 +168,7 @@ class ConvertTest(tf.test.TestCase):
         # spreads over 6x6 with overlapping windows.
         pixels = random_pixels(159)
         torchvision_inputs = (
-            (pixels / 255 - convert.TORCHVISION_RGB_MEAN) / convert.TORCHVISION_RGB_STDDEV
+            (pixels / 255 - model_lib.TORCHVISION_RGB_MEAN) / model_lib.TORCHVISION_RGB_STDDEV
         ).transpose(0, 3, 1, 2)
 
         model = convert.build_model(arrays, "torchvision", image_size=159)
@@ -184,7 +185,7 @@ class ConvertTest(tf.test.TestCase):
         arrays = random_weights("torchvision")
         pixels = random_pixels(63)
         torchvision_inputs = (
-            (pixels / 255 - convert.TORCHVISION_RGB_MEAN) / convert.TORCHVISION_RGB_STDDEV
+            (pixels / 255 - model_lib.TORCHVISION_RGB_MEAN) / model_lib.TORCHVISION_RGB_STDDEV
         ).transpose(0, 3, 1, 2)
         model = convert.build_model(arrays, "torchvision", image_size=63)
         conv1 = keras.Model(model.input, model.get_layer("conv1").output)

@@ -203,10 +203,27 @@ class VariantTest(tf.test.TestCase, parameterized.TestCase):
 
         self.assertEqual(
             [layer.name for layer in model.layers],
-            ["images", "pad1", "conv1", "pool1", "conv2", "pool2", "conv3", "conv4",
-             "conv5", "pool5", "avgpool", "flatten", "dropout5", "fc6", "dropout6", "fc7",
-             "fc8"],
+            ["images", "non_empty_batch", "input_scale", "pad1", "conv1", "pool1", "conv2",
+             "pool2", "conv3", "conv4", "conv5", "pool5", "avgpool", "flatten", "dropout5",
+             "fc6", "dropout6", "fc7", "fc8", "trim_batch"],
         )
+
+    def test_torchvision_input_scale(self):
+        model = model_lib.AlexNet(num_classes=10, variant="torchvision")
+        pixel = np.array([[[[51.0, 51.0, 51.0]]]], np.float32)
+
+        scaled = model.get_layer("input_scale")(pixel).numpy().ravel()
+
+        # 51 / (255 * stddev): 0.2 divided by torchvision's standard deviations.
+        self.assertAllClose(scaled, [0.2 / 0.229, 0.2 / 0.224, 0.2 / 0.225], rtol=1e-6)
+
+    @parameterized.parameters(*model_lib.VARIANTS)
+    def test_empty_batch_gives_no_logits(self, variant):
+        model = model_lib.AlexNet(num_classes=4, image_size=67, variant=variant)
+
+        logits = model(np.zeros((0, 67, 67, 3), np.float32), training=False)
+
+        self.assertEqual(logits.shape, (0, 4))
 
     def test_torchvision_feature_map_shapes(self):
         model = model_lib.AlexNet(num_classes=1000, variant="torchvision")
