@@ -23,7 +23,6 @@ import tensorflow as tf
 
 from alexnet_tf import evaluation
 from alexnet_tf import input_flags
-from alexnet_tf.data import input_pipeline
 from alexnet_tf.data import sources
 
 FLAGS = flags.FLAGS
@@ -120,16 +119,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
 
     logging.info("TensorFlow %s.", tf.__version__)
-    try:
-        results, output_json = run()
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        # User errors: the message names the value and the fix; a traceback adds nothing.
-        raise SystemExit(f"error: {error}") from None
-    except tf.errors.OpError as error:
-        message = input_pipeline.data_error_message(error)
-        if message is None:
-            raise
-        raise SystemExit(f"error: {message}") from None
+    results, output_json = input_flags.run_reporting_errors(run)
     print(evaluation.format_results(results, output_json))
 
 

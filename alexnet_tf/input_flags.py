@@ -2,10 +2,12 @@
 
 `alexnet_tf.train`, `alexnet_tf.evaluate`, `alexnet_tf.benchmark` and
 `alexnet_tf.figures` define them here, so the same flag means the same thing
-in each.
+in each. `run_reporting_errors` gives those entry points the same one-line
+errors for bad values, files and data.
 """
 
 from absl import flags
+import tensorflow as tf
 
 from alexnet_tf.data import input_pipeline
 from alexnet_tf.data import sources
@@ -114,3 +116,25 @@ def input_options_from_flags():
         private_threads=values.data_threads,
         autotune_ram_budget_mb=values.autotune_ram_budget_mb,
     )
+
+
+def run_reporting_errors(function, *args):
+    """Calls `function(*args)`; ends the program with one line on a user or data error.
+
+    Missing files, existing outputs, bad values, bad image files and damaged
+    shards raise errors whose message names the value and the fix, so a
+    traceback would add nothing. Other errors propagate.
+
+    Returns:
+        What `function` returns.
+    """
+    try:
+        return function(*args)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    except tf.errors.OpError as error:
+        message = input_pipeline.data_error_message(error)
+        if message is None:
+            raise
+        raise SystemExit(f"error: {message}") from None
+

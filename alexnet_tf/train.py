@@ -23,7 +23,6 @@ from alexnet_tf import model as model_lib
 from alexnet_tf import preprocessing
 from alexnet_tf import schedules
 from alexnet_tf import training
-from alexnet_tf.data import input_pipeline
 
 FLAGS = flags.FLAGS
 
@@ -187,16 +186,7 @@ def main(argv):
     _warn_about_unused_schedule_flags()
     logging.info("TensorFlow %s. Settings: %s", tf.__version__, config)
     strategy = distribution.create_strategy(FLAGS.distribution_strategy)
-    try:
-        training.train_and_evaluate(config, strategy)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        # User errors: the message names the value and the fix; a traceback adds nothing.
-        raise SystemExit(f"error: {error}") from None
-    except tf.errors.OpError as error:
-        message = input_pipeline.data_error_message(error)
-        if message is None:
-            raise
-        raise SystemExit(f"error: {message}") from None
+    input_flags.run_reporting_errors(training.train_and_evaluate, config, strategy)
 
 
 if __name__ == "__main__":
