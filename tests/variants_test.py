@@ -173,8 +173,15 @@ class ModelConfigTest(tf.test.TestCase):
 class FlagTest(tf.test.TestCase, parameterized.TestCase):
 
     def parse(self, *args):
-        """Parses train's flags from `args` and returns the resulting TrainConfig."""
-        FLAGS(["train", "--model_dir=unused", *args])
+        """Parses train's flags from `args` and returns the resulting TrainConfig.
+
+        Only train's own flags are parsed, so that the required flags that other
+        test modules' entry points define do not fail the parse.
+        """
+        train_flags = flags.FlagValues()
+        for flag in FLAGS.get_key_flags_for_module(train):
+            train_flags[flag.name] = flag
+        train_flags(["train", "--model_dir=unused", *args])
         return train.config_from_flags()
 
     @flagsaver.flagsaver
