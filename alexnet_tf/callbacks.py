@@ -122,9 +122,14 @@ class SkippedImages(keras.callbacks.Callback):
         super().__init__()
         self._logs_and_writers = tuple(logs_and_writers)
         self._every_steps = max(1, every_steps)
+        self._last_point = None
 
     def _write(self):
         step = int(self.model.optimizer.iterations.numpy())
+        point = (step, tuple(bad_images.count for bad_images, _ in self._logs_and_writers))
+        if point == self._last_point:
+            return  # Written already, as at the end of the last epoch.
+        self._last_point = point
         for bad_images, writer in self._logs_and_writers:
             # As in Throughput, these steps need not be the ones Keras records.
             with writer.as_default(), tf.summary.record_if(True):

@@ -71,10 +71,25 @@ class OwnSummariesTest(tf.test.TestCase):
 
         with tf.summary.record_if(False):
             callback.on_train_batch_end(1)
+            with self.assertLogs(logger="absl", level="WARNING"):
+                bad_images.record("a.jpg", "empty file")
             callback.on_epoch_end(0)
         writer.flush()
 
         self.assertEqual(summary_steps(log_dir, "skipped_images"), [0, 0])
+
+    def test_skipped_images_writes_each_point_once(self):
+        log_dir = self.create_tempdir().full_path
+        writer = tf.summary.create_file_writer(log_dir)
+        bad_images = bad_images_lib.BadImageLog("test split")
+        callback = callbacks_lib.SkippedImages([(bad_images, writer)], every_steps=2)
+        callback.set_model(tiny_model())
+
+        callback.on_epoch_end(0)
+        callback.on_train_end()
+        writer.flush()
+
+        self.assertEqual(summary_steps(log_dir, "skipped_images"), [0])
 
 
 if __name__ == "__main__":

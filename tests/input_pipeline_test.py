@@ -104,7 +104,8 @@ class BadFilesTest(tf.test.TestCase):
             self.assertEqual(images.shape, (4, IMAGE_SIZE, IMAGE_SIZE, 3))
             self.assertTrue(np.isfinite(images.numpy()).all())
             self.assertAllInRange(labels, 0, len(self.good_paths) - 1)
-        self.assertGreaterEqual(log.count, len(BAD_FILES))
+        # Each bad file counts once, however often the repeated data skips it.
+        self.assertEqual(log.count, len(BAD_FILES))
 
     def test_strict_decoding_names_the_file(self):
         options = input_pipeline.InputOptions(strict_decoding=True)

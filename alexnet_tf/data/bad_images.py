@@ -128,12 +128,14 @@ def check_image(image_bytes):
 
 
 class BadImageLog:
-    """Counts the images an input pipeline skipped and logs their names.
+    """Counts the image files an input pipeline skipped and logs their names.
 
-    The first `max_named` distinct files are named in a warning each; after
-    that, a warning every `report_every` skips gives the running count. A file
-    that is skipped again in a later epoch counts again but is not named again.
-    `record` runs inside `tf.data` threads, hence the lock.
+    Each file counts once, however many epochs skip it again, so the count
+    is the number of bad files seen so far. The first `max_named` files are
+    named in a warning each; after that, a warning every `report_every` new
+    files gives the running count. The names of all skipped files are kept,
+    which costs memory only in proportion to the bad files. `record` runs
+    inside `tf.data` threads, hence the lock.
 
     Attributes:
         description: what the log belongs to, such as "training split".
@@ -144,41 +146,39 @@ class BadImageLog:
         self._max_named = max_named
         self._report_every = report_every
         self._lock = threading.Lock()
-        self._count = 0
-        self._reasons = collections.Counter()
-        self._named = set()
+        self._reason_by_file = {}
 
     @property
     def count(self):
-        """Images skipped so far, counting repeats in later epochs."""
+        """Distinct image files skipped so far."""
         with self._lock:
-            return self._count
+            return len(self._reason_by_file)
 
     def reasons(self):
-        """Returns a dict of reason to number of skips."""
+        """Returns a dict of reason to number of distinct files skipped for it."""
         with self._lock:
-            return dict(self._reasons)
+            return dict(collections.Counter(self._reason_by_file.values()))
 
     def record(self, name, reason):
-        """Counts one skipped image; `name` and `reason` are bytes or str."""
+        """Records one skip of the file `name`; `name` and `reason` are bytes or str."""
         name = _to_text(name)
         reason = _to_text(reason)
         with self._lock:
-            self._count += 1
-            self._reasons[reason] += 1
-            count = self._count
-            is_new_name = name not in self._named and len(self._named) < self._max_named
-            if is_new_name:
-                self._named.add(name)
+            is_new_file = name not in self._reason_by_file
+            if is_new_file:
+                self._reason_by_file[name] = reason
+            count = len(self._reason_by_file)
+        if not is_new_file:
+            return
 
-        if is_new_name:
+        if count <= self._max_named:
             logging.warning(
                 "Skipped a bad image in the %s (%s): %s", self.description, reason, name
             )
         elif count % self._report_every == 0:
             logging.warning(
-                "Skipped %d bad images in the %s so far: %s",
-                count, self.description, dict(self.reasons()),
+                "Skipped %d bad image files in the %s so far: %s",
+                count, self.description, self.reasons(),
             )
 
     def record_tensors(self, name, reason):
