@@ -155,7 +155,7 @@ def check_image_size(image_size, variant="paper"):
         raise ValueError(
             f"Expected image_size >= {minimum} for variant={variant!r}, the smallest "
             f"input that leaves a 1x1 feature map after pool5. Received: "
-            f"image_size={image_size}"
+            f"image_size={image_size}. Pass an image size of at least {minimum}."
         )
 
 

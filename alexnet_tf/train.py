@@ -76,8 +76,9 @@ flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay added to the weights' 
 flags.DEFINE_enum("variant", "paper", model_lib.VARIANTS, "Network: the paper's (two groups, "
                   "LRN), paper_single_tower (no groups), caffe (bvlc_alexnet's LRN) or "
                   "torchvision (64-192-384-256-256, no LRN). See alexnet_tf.model.AlexNet.")
-flags.DEFINE_integer("image_size", None, "Side of the model's input, in pixels. Default: the "
-                     "variant's, 227, or 224 for torchvision.",
+flags.DEFINE_integer("image_size", None, "Side of the model's input, in pixels: at least 67, "
+                     "or 63 for torchvision. Default: the variant's, 227, or 224 for "
+                     "torchvision.",
                      lower_bound=min(model_lib.min_image_size(v) for v in model_lib.VARIANTS))
 flags.DEFINE_integer("resize_size", preprocessing.DEFAULT_RESIZE_SIZE, "Shorter side, in "
                      "pixels, of the resized image that crops are taken from.", lower_bound=1)
