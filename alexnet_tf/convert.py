@@ -94,8 +94,6 @@ _TORCHVISION_MODULES = {
     "fc8": "classifier.6",
 }
 
-# torchvision's ImageNet normalization, RGB on a [0, 1] scale.
-
 _TORCH_EXTENSIONS = (".pth", ".pt")
 _DROPOUT_RATE = 0.5  # Both networks were trained with dropout 0.5 in fc6 and fc7.
 

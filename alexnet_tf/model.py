@@ -47,8 +47,7 @@ _CAFFE_BIAS = 0.1
 _CAFFE_FC_WEIGHT_STDDEV = 0.005
 
 # torchvision's models take (pixels / 255 - mean) / stddev with these RGB
-# values; their ImageNet mean is within 0.5 of this project's on the 0-255
-# scale.
+# values. Their ImageNet mean is within 0.5 of this project's on the 0-255 scale.
 TORCHVISION_RGB_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_RGB_STDDEV = (0.229, 0.224, 0.225)
 
