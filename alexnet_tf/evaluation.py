@@ -205,11 +205,7 @@ def open_validation_source(dataset, data_dir, class_names, **kwargs):
         ValueError: if the data's classes differ from the model's.
     """
     sources.check_dataset_name(dataset)
-    if data_dir is None and not dataset.startswith(sources.TFDS_PREFIX):
-        raise ValueError(
-            f"--data_dir is missing, which --dataset={dataset} requires. Pass the folder "
-            "that contains the data set."
-        )
+    sources.check_data_dir(dataset, data_dir)
 
     names_for_source = class_names
     if dataset == sources.FOLDER:
@@ -450,7 +446,7 @@ def evaluate(classifier, source, num_crops=10, batch_size=32, options=None):
         options: an `input_pipeline.InputOptions`, or None for the defaults.
 
     Returns:
-        `(results, confusion)`. `results` holds the metrics of
+        `(results, confusion)`. `results` contains the metrics of
         `compute_metrics`, plus `crops`, `skipped_images` (image files that
         could not be read or decoded), `model`, `epoch`, `data`,
         `image_size`, `resize_size` and the classifier's `info`. `confusion`

@@ -90,11 +90,7 @@ def open_sources_from_flags():
         ValueError: if --data_dir is missing for a folder tree or TFRecord shards.
     """
     values = flags.FLAGS
-    if values.data_dir is None and not values.dataset.startswith(sources.TFDS_PREFIX):
-        raise ValueError(
-            f"--data_dir is required with --dataset={values.dataset}: pass the folder that "
-            "holds the data set."
-        )
+    sources.check_data_dir(values.dataset, values.data_dir)
     return sources.open_train_and_validation(
         values.dataset,
         values.data_dir,

@@ -134,11 +134,7 @@ class TrainConfig:
 def _check_config(config):
     sources.check_dataset_name(config.dataset)
     model_lib.check_image_size(config.image_size, config.variant)
-    if config.data_dir is None and not config.dataset.startswith(sources.TFDS_PREFIX):
-        raise ValueError(
-            f"--data_dir is required with --dataset={config.dataset}: pass the "
-            "folder that holds the data set."
-        )
+    sources.check_data_dir(config.dataset, config.data_dir)
     if config.resize_size < config.image_size:
         raise ValueError(
             f"resize_size={config.resize_size} is smaller than image_size="

@@ -31,6 +31,18 @@ def check_dataset_name(dataset):
     )
 
 
+def check_data_dir(dataset, data_dir):
+    """Raises ValueError if `data_dir` is None for a form that needs it.
+
+    TFDS has a default data folder; folder trees and TFRecord shards do not.
+    """
+    if data_dir is None and not dataset.startswith(TFDS_PREFIX):
+        raise ValueError(
+            f"--data_dir is missing, which --dataset={dataset} requires. Pass the folder "
+            "that contains the data set."
+        )
+
+
 def open_source(
     dataset,
     data_dir,
