@@ -8,9 +8,9 @@ r"""Evaluates a trained AlexNet on a validation split with the paper's ten crops
 crop and their mirror images, as Krizhevsky, Sutskever and Hinton (NIPS 2012,
 section 4.1) do at test time. `--crops=1` scores the central crop, as the
 validation during training does. The results are printed as a table like the
-paper's, with the top-1 accuracy of each class (only the 10 worst of more than
-20), and written to a JSON file and to TensorBoard (top-1 and top-5 error, and
-the confusion matrix as an image).
+paper's, followed by the top-1 accuracy of each class (only the 10 worst when
+there are more than 20 classes). They are also written to a JSON file and to
+TensorBoard: top-1 and top-5 error, and the confusion matrix as an image.
 
 The shuffle and cache flags of the input pipeline are accepted but change
 nothing, because evaluation reads each image once, in order.

@@ -263,8 +263,9 @@ def AlexNet(
       Dropout drops the flattened pool5 output (dropout5) and fc6's output
       (dropout6), before fc6 and fc7. 61,100,840 parameters at 1000 classes.
       Its first layer (input_scale) divides the input by 255 times
-      torchvision's per-channel standard deviation, so that conv1 sees the
-      scale that torchvision's models are trained and initialized for.
+      torchvision's per-channel standard deviation, so that conv1 receives
+      inputs on the scale that torchvision's models are trained and
+      initialized for.
 
     The paper states 224x224 inputs, but an 11x11 stride-4 convolution without
     padding maps 227 pixels to the 55x55 feature maps of its figure, while 224

@@ -295,7 +295,7 @@ class DropOnPlateau(keras.callbacks.Callback):
             fraction, that counts as an improvement. With 0, any fall counts.
             Defaults to 0.001.
         max_drops: the maximum number of drops. Defaults to 3, the paper's count.
-        accuracy_key: the epoch log that holds the validation top-1 accuracy.
+        accuracy_key: the epoch log key of the validation top-1 accuracy.
     """
 
     def __init__(

@@ -17,10 +17,10 @@ do: a random square crop of `image_size` from the image resized to a shorter
 side of `resize_size`, a random horizontal flip, and the ImageNet mean and
 standard deviation. Evaluation takes the central crop.
 
-Differences that remain: PyTorch's SGD decays the biases too, alexnet_tf's
-optimizer only the weights; the random streams differ; torchvision resizes
-with Pillow's antialiased bilinear filter, alexnet_tf crops first and resizes
-the window with TensorFlow's.
+Three differences remain. PyTorch's SGD decays the biases too, while
+alexnet_tf's optimizer decays only the weights. The random streams differ.
+torchvision resizes with Pillow's antialiased bilinear filter, while alexnet_tf
+crops first and resizes the window with TensorFlow's.
 
 `--data_dir` is the folder tree that `make demo` writes
 (`python -m alexnet_tf.idx_to_folders`). Needs the bench venv of
