@@ -1,4 +1,4 @@
-"""Chooses the `tf.distribute` strategy, tells workers apart and splits the global batch.
+"""Creates the `tf.distribute` strategy, finds the chief worker and splits the global batch.
 
 Strategies, by name:
 - `mirrored`: one replica per local GPU (`--num_gpus` of them), else one per
@@ -227,7 +227,7 @@ def _local_strategy(name):
 
 
 def is_multi_worker(strategy):
-    """Whether `strategy` spans several processes that must act in step."""
+    """Returns whether `strategy` spans several processes that must act in step."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
     cluster = strategy.cluster_resolver.cluster_spec()
@@ -235,7 +235,7 @@ def is_multi_worker(strategy):
 
 
 def is_chief(strategy):
-    """Whether this process writes checkpoints, summaries, results and the export.
+    """Returns whether this process writes checkpoints, summaries, results and the export.
 
     In a cluster that is the `chief` task, or worker 0 when there is no
     chief; a single process always is.

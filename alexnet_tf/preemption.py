@@ -2,9 +2,9 @@
 
 Schedulers announce preemption with SIGTERM (Kubernetes, Slurm, spot and
 preemptible VMs) and follow with SIGKILL after a grace period. On SIGTERM
-training finishes the step it is in, saves the model, the optimizer and its
-position in the epoch to `MODEL_DIR/checkpoints/interrupted/`, and returns;
-the next run with the same `model_dir` continues from that step. Those
+training finishes the step it is in, then saves the model, the optimizer and
+its position in the epoch to `MODEL_DIR/checkpoints/interrupted/`. The next
+run with the same `model_dir` continues from that step. Those
 checkpoints sit apart from the per-epoch `checkpoints/ckpt-N`, which keep
 meaning "after epoch N".
 """
@@ -66,7 +66,7 @@ class Preempted(Exception):
     Attributes:
         epoch: finished epochs at the stop.
         epoch_step: steps done in the next epoch; 0 when it stopped between epochs.
-        path: the checkpoint that holds this point.
+        path: the checkpoint that contains this point.
     """
 
     def __init__(self, epoch, epoch_step, path):
@@ -84,8 +84,8 @@ class SaveOnTerminate(keras.callbacks.Callback):
     """On SIGTERM, saves a checkpoint after the current step and stops `fit`.
 
     Mid-epoch the callback raises `Preempted` out of `fit`, so that neither a
-    validation pass nor the epoch-end callbacks run on a partial epoch; its
-    caller closes what `on_train_end` would have closed. Between epochs it
+    validation pass nor the epoch-end callbacks run on a partial epoch. The
+    caller then closes what `on_train_end` would have closed. Between epochs it
     sets `stop_training` instead, after the epoch's checkpoint is saved, so it
     must come after `callbacks.EpochCheckpoint` in the list.
 
@@ -157,7 +157,7 @@ class SaveOnTerminate(keras.callbacks.Callback):
         raise Preempted(self._epoch, step, path)
 
     def on_epoch_end(self, epoch, logs=None):
-        # The per-epoch checkpoint, saved by an earlier callback, holds this point.
+        # The per-epoch checkpoint, saved by an earlier callback, contains this point.
         self._step_offset = 0
         if self._all_agree():
             logging.warning("SIGTERM received: stopping after epoch %d.", epoch + 1)
@@ -165,7 +165,7 @@ class SaveOnTerminate(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _all_agree(self):
-        """Whether any process received SIGTERM; a collective call in multi-worker runs."""
+        """Returns whether any process received SIGTERM; a collective call in multi-worker runs."""
         requested = self._requested.is_set()
         if not distribution.is_multi_worker(self._strategy):
             return requested

@@ -250,7 +250,7 @@ def _final_metrics(model, history_logs, validation_dataset):
 
 @dataclasses.dataclass
 class _Position:
-    """Where a run continues: `epoch` epochs done and `epoch_step` steps into the next."""
+    """Position a run continues from: `epoch` epochs done and `epoch_step` steps into the next."""
 
     epoch: int
     epoch_step: int = 0
@@ -367,7 +367,7 @@ def _extend(history, keras_history):
 
 @dataclasses.dataclass
 class _CheckpointState:
-    """The variables a checkpoint holds beside the model and optimizer, and its managers.
+    """Variables a checkpoint saves beside the model and optimizer, and its managers.
 
     Attributes:
         epoch: int64 variable, finished epochs.

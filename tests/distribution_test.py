@@ -139,7 +139,7 @@ class PreemptionTest(training_test.ColorTreeTestCase):
         with mock.patch.object(preemption.SaveOnTerminate, "on_train_batch_end", terminate_once):
             return training.train_and_evaluate(config, training_test.one_device())
 
-    def test_sigterm_saves_and_next_run_resumes_at_the_step(self):
+    def test_sigterm_then_resume_at_step(self):
         config = training_test.small_config(
             self.data_dir, self.model_dir, num_epochs=2, steps_per_epoch=4
         )
