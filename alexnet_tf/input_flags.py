@@ -9,6 +9,7 @@ errors for bad values, files and data.
 from absl import flags
 import tensorflow as tf
 
+from alexnet_tf import distribution
 from alexnet_tf.data import input_pipeline
 from alexnet_tf.data import sources
 
@@ -117,16 +118,16 @@ def input_options_from_flags():
 def run_reporting_errors(function, *args):
     """Calls `function(*args)`; ends the program with one line on a user or data error.
 
-    Missing files, existing outputs, bad values, bad image files and damaged
-    shards raise errors whose message names the value and the fix, so a
-    traceback would add nothing. Other errors propagate.
+    Missing files, existing outputs, bad values, bad image files, damaged
+    shards and a lost peer worker raise errors whose message names the value
+    and the fix, so a traceback would add nothing. Other errors propagate.
 
     Returns:
         What `function` returns.
     """
     try:
         return function(*args)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, distribution.WorkerLost) as error:
         raise SystemExit(f"error: {error}") from None
     except tf.errors.OpError as error:
         message = input_pipeline.data_error_message(error)

@@ -2,6 +2,8 @@
 
     MODEL_DIR/model_config.json      what the export needs to rebuild the model
     MODEL_DIR/checkpoints/ckpt-N.*   model, optimizer and epoch after epoch N
+    MODEL_DIR/checkpoints/interrupted/ckpt-S.*
+                                     the same at optimizer step S, saved on SIGTERM
     MODEL_DIR/run_config-epochN.json the settings of the run started at epoch N
     MODEL_DIR/train, validation      TensorBoard event files
     MODEL_DIR/eval_results.json      final validation metrics
@@ -143,8 +145,17 @@ def create_checkpoint_manager(
     )
 
 
-def restore_latest(manager):
-    """Restores the latest checkpoint of `manager`, if any.
+def restore_latest(manager, checkpoint_directory=None, optional_names=()):
+    """Restores the latest checkpoint into `manager`'s checkpoint, if there is one.
+
+    Args:
+        manager: the `tf.train.CheckpointManager` of this run.
+        checkpoint_directory: where to look for the latest checkpoint; None
+            for the manager's own directory. A worker that is not the chief
+            saves into a scratch directory but restores the chief's checkpoints.
+        optional_names: names of the checkpoint's objects that checkpoints of
+            earlier versions of this program lack. Such a checkpoint restores
+            without the check below, leaving those objects as they are.
 
     Returns:
         The restored checkpoint's path, or None when there is none.
@@ -153,11 +164,20 @@ def restore_latest(manager):
         ValueError: if the checkpoint lacks variables of this run, as when a
             run with another learning-rate schedule wrote it.
     """
-    path = manager.latest_checkpoint
+    if checkpoint_directory is None:
+        path = manager.latest_checkpoint
+    else:
+        path = tf.train.latest_checkpoint(checkpoint_directory)
     if path is None:
         return None
+
+    saved_names = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    status = manager.checkpoint.restore(path)
+    if not set(optional_names) <= saved_names:
+        status.expect_partial()
+        return path
     try:
-        manager.checkpoint.restore(path).assert_existing_objects_matched()
+        status.assert_existing_objects_matched()
     except AssertionError as error:
         raise ValueError(
             f"Checkpoint {path!r} has no values for some variables of this run, so a "

@@ -20,6 +20,7 @@ import tensorflow as tf
 from alexnet_tf import distribution
 from alexnet_tf import input_flags
 from alexnet_tf import model as model_lib
+from alexnet_tf import preemption
 from alexnet_tf import preprocessing
 from alexnet_tf import schedules
 from alexnet_tf import training
@@ -93,8 +94,18 @@ flags.DEFINE_enum("initialization", None, model_lib.INITIALIZATIONS, "Weight "
                   "torchvision, caffe for caffe, else paper.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, shuffling and augmentation.")
 
-flags.DEFINE_enum("distribution_strategy", "mirrored", distribution.STRATEGIES, "mirrored: all "
-                  "GPUs, or the CPU when there is none; one_device: the first GPU or the CPU.")
+flags.DEFINE_enum("distribution_strategy", distribution.MIRRORED, distribution.STRATEGIES,
+                  "mirrored: one replica per GPU (or per --num_cpu_devices CPU device); "
+                  "multi_worker_mirrored: the same on every machine of the cluster in the "
+                  "TF_CONFIG environment variable; one_device: the first GPU or the CPU; tpu: "
+                  "the TPU named by --tpu; default: TensorFlow's default placement.")
+flags.DEFINE_integer("num_gpus", None, "GPUs to use on each machine. Default: all that "
+                     "TensorFlow sees; 0 trains on the CPU.", lower_bound=0)
+flags.DEFINE_integer("num_cpu_devices", 1, "Split the CPU into this many devices, one replica "
+                     "each, when there is no GPU: shows a multi-replica run on a CPU-only "
+                     "machine, without making it faster.", lower_bound=1)
+flags.DEFINE_string("tpu", "local", "--distribution_strategy=tpu only: the TPU's name or "
+                    "grpc:// address, or local on a TPU VM.")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA. Ignored with "
                   "more than one replica.")
 flags.DEFINE_integer("log_every_steps", 100, "Steps between throughput logs and TensorBoard "
@@ -186,8 +197,19 @@ def main(argv):
     config = config_from_flags()
     _warn_about_unused_schedule_flags()
     logging.info("TensorFlow %s. Settings: %s", tf.__version__, config)
-    strategy = distribution.create_strategy(FLAGS.distribution_strategy)
-    input_flags.run_reporting_errors(training.train_and_evaluate, config, strategy)
+    strategy = input_flags.run_reporting_errors(_create_strategy)
+    try:
+        input_flags.run_reporting_errors(training.train_and_evaluate, config, strategy)
+    except preemption.Preempted as stop:
+        # A clean stop: the scheduler that sent SIGTERM restarts the job.
+        logging.warning("%s", stop)
+
+
+def _create_strategy():
+    distribution.split_cpu(FLAGS.num_cpu_devices)
+    return distribution.create_strategy(
+        FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu_address=FLAGS.tpu
+    )
 
 
 if __name__ == "__main__":

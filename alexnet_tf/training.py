@@ -15,6 +15,7 @@ from alexnet_tf.data import sources
 from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import optimizer as optimizer_lib
+from alexnet_tf import preemption
 from alexnet_tf import preprocessing
 from alexnet_tf import schedules
 from alexnet_tf import serving
@@ -247,14 +248,30 @@ def _final_metrics(model, history_logs, validation_dataset):
     return {name: float(results[name]) for name in metric_names}
 
 
+@dataclasses.dataclass
+class _Position:
+    """Position a run continues from: `epoch` epochs done and `epoch_step` steps into the next."""
+
+    epoch: int
+    epoch_step: int = 0
+
+
 def _fit(
-    config, model, manager, epoch_variable, train_source,
-    train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
-    skipped_image_logs, plateau_state=None,
+    config, model, checkpoint_state, train_source,
+    train_dataset, validation_dataset, steps_per_epoch, start,
+    skipped_image_logs, strategy, plateau_state=None,
 ):
-    """Trains from `initial_epoch` to `config.num_epochs`; returns Keras' history dict."""
+    """Trains from `start` to `config.num_epochs`; returns Keras' history dict.
+
+    A run that stopped mid-epoch first trains the rest of that epoch, as a
+    `fit` call of its remaining steps, so that its epoch-end callbacks run
+    once the epoch is whole.
+
+    Raises:
+        preemption.Preempted: on SIGTERM, after saving a checkpoint.
+    """
     model_dir_lib.write_json(
-        os.path.join(config.model_dir, f"run_config-epoch{initial_epoch}.json"),
+        os.path.join(config.model_dir, f"run_config-epoch{start.epoch}.json"),
         dataclasses.asdict(config),
     )
     writers = {
@@ -264,7 +281,8 @@ def _fit(
     train_writer = writers["train"]
     # Keras calls callbacks in order: a plateau drop must come before the
     # checkpoint saves its state and before TensorBoard writes the
-    # epoch_learning_rate that the next epoch starts with.
+    # epoch_learning_rate that the next epoch starts with, and a stop between
+    # epochs comes after the checkpoint.
     schedule_callbacks = []
     if plateau_state is not None:
         schedule_callbacks.append(schedules.DropOnPlateau(
@@ -273,12 +291,18 @@ def _fit(
             min_delta=config.plateau_min_delta,
             max_drops=config.plateau_max_drops,
         ))
+    tensorboard = callbacks_lib.TensorBoard(
+        log_dir=config.model_dir, update_freq=config.log_every_steps
+    )
+    save_on_terminate = preemption.SaveOnTerminate(
+        checkpoint_state.interrupted_manager, checkpoint_state.epoch, checkpoint_state.epoch_step,
+        strategy, initial_epoch_step=start.epoch_step,
+    )
     callbacks = [
         *schedule_callbacks,
-        callbacks_lib.TensorBoard(
-            log_dir=config.model_dir, update_freq=config.log_every_steps
-        ),
-        callbacks_lib.EpochCheckpoint(manager, epoch_variable),
+        tensorboard,
+        callbacks_lib.EpochCheckpoint(checkpoint_state.manager, checkpoint_state.epoch),
+        save_on_terminate,
         callbacks_lib.Throughput(
             train_writer, config.global_batch_size, config.log_every_steps
         ),
@@ -292,11 +316,7 @@ def _fit(
         ),
         keras.callbacks.TerminateOnNaN(),
     ]
-    history = model.fit(
-        train_dataset,
-        epochs=config.num_epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
+    fit_kwargs = dict(
         # NOTE: with several replicas Keras warns "Your input ran out of data"
         # after each validation pass. The warning is harmless, and passing a
         # step count instead fails on the last, partial step.
@@ -305,9 +325,110 @@ def _fit(
         shuffle=False,  # The pipeline already shuffles the files each epoch.
         verbose=1,
     )
-    for writer in writers.values():
-        writer.close()
-    return history.history
+    history = {}
+    try:
+        epoch = start.epoch
+        if start.epoch_step:
+            logging.info(
+                "Training the last %d of the %d steps of epoch %d.",
+                steps_per_epoch - start.epoch_step, steps_per_epoch, epoch + 1,
+            )
+            _extend(history, model.fit(
+                train_dataset, epochs=epoch + 1, initial_epoch=epoch,
+                steps_per_epoch=steps_per_epoch - start.epoch_step, **fit_kwargs,
+            ))
+            epoch += 1
+        if epoch < config.num_epochs and not (
+            model.stop_training or save_on_terminate.stopped_between_epochs
+        ):
+            _extend(history, model.fit(
+                train_dataset, epochs=config.num_epochs, initial_epoch=epoch,
+                steps_per_epoch=steps_per_epoch, **fit_kwargs,
+            ))
+    except preemption.Preempted:
+        # Keras skips on_train_end when a callback raises.
+        tensorboard.on_train_end()
+        save_on_terminate.on_train_end()
+        raise
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+    if save_on_terminate.stopped_between_epochs is not None:
+        path = checkpoint_state.manager.latest_checkpoint
+        raise preemption.Preempted(save_on_terminate.stopped_between_epochs, 0, path)
+    return history
+
+
+def _extend(history, keras_history):
+    for name, values in keras_history.history.items():
+        history.setdefault(name, []).extend(values)
+
+
+@dataclasses.dataclass
+class _CheckpointState:
+    """Variables a checkpoint saves beside the model and optimizer, and its managers.
+
+    Attributes:
+        epoch: int64 variable, finished epochs.
+        epoch_step: int64 variable, steps done in the unfinished epoch; 0
+            except in a checkpoint saved on SIGTERM.
+        manager: saves `checkpoints/ckpt-N` after epoch N.
+        interrupted_manager: saves the checkpoint taken on SIGTERM, see
+            `preemption`.
+    """
+
+    epoch: tf.Variable
+    epoch_step: tf.Variable
+    manager: tf.train.CheckpointManager
+    interrupted_manager: tf.train.CheckpointManager
+
+
+def _create_checkpoint_state(model_dir, model, optimizer, plateau_state):
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+    extra_trackables = {preemption.EPOCH_STEP_NAME: epoch_step}
+    if plateau_state is not None:
+        extra_trackables["lr_plateau"] = plateau_state
+    manager = model_dir_lib.create_checkpoint_manager(
+        model_dir, model, optimizer, epoch, extra_trackables=extra_trackables
+    )
+    interrupted_manager = preemption.create_interrupted_manager(manager.checkpoint, model_dir)
+    return _CheckpointState(epoch, epoch_step, manager, interrupted_manager)
+
+
+def _restore(checkpoint_state, restore_dir, optimizer, config, steps_per_epoch):
+    """Restores the newest checkpoint of the run in `restore_dir`; returns the `_Position`."""
+    interrupted = preemption.latest_interrupted(restore_dir)
+    directory = (
+        preemption.interrupted_dir(restore_dir) if interrupted
+        else model_dir_lib.checkpoint_dir(restore_dir)
+    )
+    path = model_dir_lib.restore_latest(
+        checkpoint_state.manager, directory, optional_names=(preemption.EPOCH_STEP_NAME,)
+    )
+    position = _Position(
+        int(checkpoint_state.epoch.numpy()), int(checkpoint_state.epoch_step.numpy())
+    )
+    checkpoint_state.epoch_step.assign(0)
+    if position.epoch_step >= steps_per_epoch:
+        logging.warning(
+            "%s was saved at step %d of epoch %d, and epochs now have %d steps: "
+            "that epoch counts as done.",
+            path, position.epoch_step, position.epoch + 1, steps_per_epoch,
+        )
+        position = _Position(position.epoch + 1)
+        checkpoint_state.epoch.assign(position.epoch)
+    if path is None:
+        logging.info("No checkpoint in %s: starting from scratch.", restore_dir)
+    else:
+        logging.info(
+            "Resuming from %s: %d of %d epochs done%s, optimizer step %d.",
+            path, position.epoch, config.num_epochs,
+            f" and {position.epoch_step} steps of the next" if position.epoch_step else "",
+            int(optimizer.iterations.numpy()),
+        )
+    return position
 
 
 def train_and_evaluate(config, strategy=None):
@@ -316,7 +437,13 @@ def train_and_evaluate(config, strategy=None):
     Every epoch ends with a checkpoint, so running again with the same
     `model_dir` continues at the next epoch with the optimizer's momentum and
     step count, and so the learning-rate schedule, as they were. A plateau
-    run also saves and restores the state of its rule.
+    run also saves and restores the state of its rule. On SIGTERM the run
+    saves a checkpoint after the current step and raises
+    `preemption.Preempted`; running again continues from that step.
+
+    In a multi-worker run every worker calls this with the same config. Only
+    the chief writes to `model_dir` and exports; the other workers read its
+    checkpoints and write theirs to a scratch folder, deleted at the end.
 
     Args:
         config: a `TrainConfig`.
@@ -326,6 +453,10 @@ def train_and_evaluate(config, strategy=None):
         Dict of final validation metrics: `loss`, `top_1_accuracy`,
         `top_5_accuracy` (fractions in [0, 1]) and `epoch`, also written to
         `model_dir/eval_results.json`.
+
+    Raises:
+        preemption.Preempted: when SIGTERM stopped the run.
+        distribution.WorkerLost: when another worker of the cluster stopped.
     """
     if config.image_size is None:
         config = dataclasses.replace(
@@ -333,6 +464,17 @@ def train_and_evaluate(config, strategy=None):
         )
     _check_config(config)
     strategy = strategy or distribution.create_strategy()
+
+    with distribution.reporting_lost_workers(strategy, config.model_dir):
+        if distribution.is_chief(strategy):
+            return _train_and_evaluate(config, strategy, restore_dir=config.model_dir)
+        with distribution.scratch_directory(strategy) as scratch_dir:
+            worker_config = dataclasses.replace(config, model_dir=scratch_dir, export=False)
+            return _train_and_evaluate(worker_config, strategy, restore_dir=config.model_dir)
+
+
+def _train_and_evaluate(config, strategy, restore_dir):
+    """`train_and_evaluate` writing to `config.model_dir`, restoring from `restore_dir`."""
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
 
@@ -388,20 +530,10 @@ def train_and_evaluate(config, strategy=None):
         model, optimizer = _build_and_compile(
             config, len(class_names), steps_per_epoch, jit_compile, plateau_state
         )
-    epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    manager = model_dir_lib.create_checkpoint_manager(
-        config.model_dir, model, optimizer, epoch_variable,
-        extra_trackables=None if plateau_state is None else {"lr_plateau": plateau_state},
+    checkpoint_state = _create_checkpoint_state(
+        config.model_dir, model, optimizer, plateau_state
     )
-    restored_path = model_dir_lib.restore_latest(manager)
-    initial_epoch = int(epoch_variable.numpy())
-    if restored_path:
-        logging.info(
-            "Resuming from %s: %d of %d epochs done, optimizer step %d.",
-            restored_path, initial_epoch, config.num_epochs, int(optimizer.iterations.numpy()),
-        )
-    else:
-        logging.info("No checkpoint in %s: starting from scratch.", config.model_dir)
+    start = _restore(checkpoint_state, restore_dir, optimizer, config, steps_per_epoch)
 
     skipped_image_logs = {
         "train": bad_images_lib.BadImageLog(f"training split of {train_source.description}"),
@@ -426,20 +558,20 @@ def train_and_evaluate(config, strategy=None):
     )
 
     history_logs = None
-    if initial_epoch < config.num_epochs:
+    if start.epoch < config.num_epochs:
         history_logs = _fit(
-            config, model, manager, epoch_variable, train_source,
-            train_dataset, validation_dataset, steps_per_epoch, initial_epoch,
-            skipped_image_logs, plateau_state,
+            config, model, checkpoint_state, train_source,
+            train_dataset, validation_dataset, steps_per_epoch, start,
+            skipped_image_logs, strategy, plateau_state,
         )
     else:
         logging.info(
             "Training already finished: %d of %d epochs done. Pass a larger "
-            "--num_epochs to train longer.", initial_epoch, config.num_epochs,
+            "--num_epochs to train longer.", start.epoch, config.num_epochs,
         )
 
     results = _final_metrics(model, history_logs, validation_dataset)
-    results["epoch"] = int(epoch_variable.numpy())
+    results["epoch"] = int(checkpoint_state.epoch.numpy())
     model_dir_lib.write_json(
         os.path.join(config.model_dir, model_dir_lib.EVAL_RESULTS_FILE), results
     )
