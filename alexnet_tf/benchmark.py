@@ -56,9 +56,10 @@ DTYPES = ("float32", "bfloat16", "float16")
 # The learning-rate schedule of a training benchmark only decides when the rate
 # drops, which costs nothing. Epochs of this many steps keep it at its peak.
 _SCHEDULE_STEPS_PER_EPOCH = 1_000_000
-# Standard deviation of synthetic pixels: about that of ImageNet's pixels on
-# the 0-255 scale after the mean is subtracted, the scale the model takes.
-_SYNTHETIC_PIXEL_STDDEV = 60.0
+# Standard deviation of synthetic pixels on the 0-255 scale that the model
+# takes. ImageNet's channels have 57 to 58: 255 times torchvision's 0.229,
+# 0.224 and 0.225.
+_SYNTHETIC_PIXEL_STDDEV = 57.5
 
 
 def measure_images_per_second(
@@ -246,9 +247,9 @@ def build_model(mode, variant, num_classes, image_size, global_batch_size, jit_c
 def synthetic_batch(strategy, per_replica_batch_size, image_size, num_classes, seed=0):
     """Makes one batch of random images and labels on the device of each replica.
 
-    Each replica gets its own draw. The pixels follow a normal distribution
-    cut at two standard deviations, on the scale of real inputs, so that
-    every ReLU sees values of both signs.
+    Each replica gets its own draw. The pixels follow a zero-mean normal
+    distribution cut at two standard deviations, with the spread of real
+    mean-subtracted images, so conv1 gets inputs of both signs as in training.
 
     Args:
         strategy: the `tf.distribute.Strategy` that the model was built in.
@@ -449,18 +450,20 @@ def _data_kind():
         if FLAGS.data == SYNTHETIC_DATA:
             raise ValueError("--mode=input measures the input pipeline, which reads real "
                              "data. Drop --data=synthetic, or pass --mode=train or --mode=infer.")
-        _check_not_given(_MODEL_FLAGS, "only apply to --mode=train and --mode=infer")
+        _check_not_given(_MODEL_FLAGS, "--mode=train and --mode=infer")
         return REAL_DATA
     data = FLAGS.data or SYNTHETIC_DATA
     if data == SYNTHETIC_DATA:
-        _check_not_given(_REAL_DATA_FLAGS, "only apply to --data=real")
+        _check_not_given(_REAL_DATA_FLAGS, "--data=real")
     return data
 
 
-def _check_not_given(names, reason):
+def _check_not_given(names, applies_to):
+    """Raises ValueError naming the flags of `names` that the command line sets."""
     given = [f"--{name}" for name in names if FLAGS[name].present]
     if given:
-        raise ValueError(f"{', '.join(given)} {reason}, not to --mode={FLAGS.mode} with "
+        raise ValueError(f"Flags without effect here: {', '.join(given)}. They apply only to "
+                         f"{applies_to}, not to --mode={FLAGS.mode} with "
                          f"--data={FLAGS.data or SYNTHETIC_DATA}. Drop them, or change --mode "
                          "or --data.")
 
