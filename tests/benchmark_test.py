@@ -209,8 +209,8 @@ class EntryPointTest(absltest.TestCase):
             (("--mode=train", "--data=real"), "error: --data_dir is missing"),
             (("--mode=train", "--variant=paper", "--image_size=66"),
              "error: Expected image_size >= 67 for variant='paper'"),
-            (("--mode=infer", "--data_dir=/tmp"), "error: Flags without effect here: --data_dir. They "
-             "apply only to --data=real"),
+            (("--mode=infer", "--data_dir=/tmp"),
+             "error: Flags without effect here: --data_dir. They apply only to --data=real"),
             (("--mode=input", "--data=synthetic"), "error: --mode=input measures the input "
              "pipeline"),
         ):
