@@ -291,6 +291,13 @@ def measure_model(model, mode, batches, global_batch_size, warmup_steps, num_win
     and its result is read back to the host before the clock is read, so no
     timed step is still queued on the device when its window ends.
 
+    NOTE: with several replicas, more than one step per execution and an
+    iterator of a distributed dataset, Keras' step loop fails with
+    "You must feed a value for placeholder tensor". `model.fit` fails the same
+    way with Keras 3.15 and TensorFlow 2.21, on two logical CPU devices even
+    for a one-layer model. Synthetic batches go through another loop of Keras,
+    which works.
+
     Args:
         model: from `build_model`, in the strategy that made `batches`.
         mode: `TRAIN_MODE` or `INFER_MODE`.
