@@ -107,12 +107,22 @@ class MeasureImagesPerSecondTest(tf.test.TestCase):
         self.assertIn("4.25 ms of CPU per image", text)
 
 
-def _run_benchmark(*args):
+def _start_benchmark(*args):
     command = [sys.executable, "-m", "alexnet_tf.benchmark", *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=300,
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
+
+
+def _finish(process):
+    """Waits for a process of `_start_benchmark`; returns its exit code and output."""
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _run_benchmark(*args):
+    return _finish(_start_benchmark(*args))
 
 
 def _write_tree(root):
@@ -205,7 +215,7 @@ class EntryPointTest(absltest.TestCase):
             self.assertEqual(file.read(), "kept")
 
     def test_bad_flag_combinations_are_one_line_errors(self):
-        for args, message in (
+        cases = (
             (("--mode=train", "--data=real"), "error: --data_dir is missing"),
             (("--mode=train", "--variant=paper", "--image_size=66"),
              "error: Expected image_size >= 67 for variant='paper'"),
@@ -213,9 +223,13 @@ class EntryPointTest(absltest.TestCase):
              "error: Flags without effect here: --data_dir. They apply only to --data=real"),
             (("--mode=input", "--data=synthetic"), "error: --mode=input measures the input "
              "pipeline"),
-        ):
+        )
+        # Started together, because each spends seconds importing TensorFlow.
+        processes = [_start_benchmark(*args) for args, _ in cases]
+
+        for (args, message), process in zip(cases, processes):
             with self.subTest(args=args):
-                completed = _run_benchmark(*args)
+                completed = _finish(process)
 
                 self.assertNotEqual(completed.returncode, 0)
                 self.assertIn(message, completed.stderr)
