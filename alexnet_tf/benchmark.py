@@ -183,7 +183,6 @@ def format_rates(result):
     )
 
 
-
 def dtype_policy_name(dtype):
     """Returns the Keras dtype policy of a `--dtype`.
 
