@@ -45,36 +45,45 @@ from absl import logging
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Root of the JPEG tree, with train/<class>/<image>.")
-flags.DEFINE_string("tfrecord_dir", None, "Folder of TFRecord shards of the same tree; "
-                    "written with alexnet_tf.data.build_tfrecords if it does not exist. "
-                    "None skips the TFRecord measurement.")
-flags.DEFINE_list("measurements", None, "Measurements to run, comma-separated. Default: all "
-                  "of decode_tf, decode_pil, torchvision, alexnet_tf_folder and, with "
-                  "--tfrecord_dir, alexnet_tf_tfrecord.")
-flags.DEFINE_bool("profile", False, "Also run tf_preprocess and tf_decode_crop, which split "
-                  "the time of alexnet_tf's pipeline into its parts.")
-flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
-flags.DEFINE_integer("image_size", 227, "Side of the random crop, in pixels.", lower_bound=1)
-flags.DEFINE_integer("resize_size", 256, "Shorter side, in pixels, that crops are taken from.",
-                     lower_bound=1)
-flags.DEFINE_float("pca_stddev", 0.1, "Standard deviation of the PCA lighting coefficients.",
-                   lower_bound=0.0)
-flags.DEFINE_integer("warmup_batches", 20, "Batches drawn before timing starts.", lower_bound=0)
-flags.DEFINE_integer("num_windows", 5, "Timed windows per measurement.", lower_bound=1)
-flags.DEFINE_integer("window_batches", 10, "Batches per timed window.", lower_bound=1)
-flags.DEFINE_integer("num_workers", None, "Processes of the torchvision DataLoader and of "
-                     "decode_pil. Default: the number of cores.", lower_bound=1)
-flags.DEFINE_float("max_other_load", None, "Measure again, up to --max_tries times in all, "
-                   "when other processes kept more than this many cores busy meanwhile; the "
-                   "quietest try is kept. None measures once.", lower_bound=0.0)
-flags.DEFINE_integer("max_tries", 3, "Tries per measurement with --max_other_load.",
-                     lower_bound=1)
-flags.DEFINE_string("output_json", None, "File to write all results to, as JSON.")
-# Set by the parent process for each child; not for users.
-flags.DEFINE_string("measure", None, "Run this one measurement in this process.")
-flags.DEFINE_string("result_file", None, "Where --measure writes its result as JSON.")
-flags.mark_flag_as_required("data_dir")
+
+def define_flags():
+    """Defines the flags of this script.
+
+    They are defined only when the script runs as a program, so that other
+    bench scripts can import its torchvision pipeline and define flags of the
+    same names.
+    """
+    flags.DEFINE_string("data_dir", None, "Root of the JPEG tree, with train/<class>/<image>.")
+    flags.DEFINE_string("tfrecord_dir", None, "Folder of TFRecord shards of the same tree; "
+                        "written with alexnet_tf.data.build_tfrecords if it does not exist. "
+                        "None skips the TFRecord measurement.")
+    flags.DEFINE_list("measurements", None, "Measurements to run, comma-separated. Default: all "
+                      "of decode_tf, decode_pil, torchvision, alexnet_tf_folder and, with "
+                      "--tfrecord_dir, alexnet_tf_tfrecord.")
+    flags.DEFINE_bool("profile", False, "Also run tf_preprocess and tf_decode_crop, which split "
+                      "the time of alexnet_tf's pipeline into its parts.")
+    flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
+    flags.DEFINE_integer("image_size", 227, "Side of the random crop, in pixels.", lower_bound=1)
+    flags.DEFINE_integer("resize_size", 256, "Shorter side, in pixels, that crops are taken from.",
+                         lower_bound=1)
+    flags.DEFINE_float("pca_stddev", 0.1, "Standard deviation of the PCA lighting coefficients.",
+                       lower_bound=0.0)
+    flags.DEFINE_integer("warmup_batches", 20, "Batches drawn before timing starts.", lower_bound=0)
+    flags.DEFINE_integer("num_windows", 5, "Timed windows per measurement.", lower_bound=1)
+    flags.DEFINE_integer("window_batches", 10, "Batches per timed window.", lower_bound=1)
+    flags.DEFINE_integer("num_workers", None, "Processes of the torchvision DataLoader and of "
+                         "decode_pil. Default: the number of cores.", lower_bound=1)
+    flags.DEFINE_float("max_other_load", None, "Measure again, up to --max_tries times in all, "
+                       "when other processes kept more than this many cores busy meanwhile; the "
+                       "quietest try is kept. None measures once.", lower_bound=0.0)
+    flags.DEFINE_integer("max_tries", 3, "Tries per measurement with --max_other_load.",
+                         lower_bound=1)
+    flags.DEFINE_string("output_json", None, "File to write all results to, as JSON.")
+    # Set by the parent process for each child; not for users.
+    flags.DEFINE_string("measure", None, "Run this one measurement in this process.")
+    flags.DEFINE_string("result_file", None, "Where --measure writes its result as JSON.")
+    flags.mark_flag_as_required("data_dir")
+
 
 _SEED = 0
 _NUM_TRAIN_SHARDS = 8
@@ -255,37 +264,64 @@ class PcaLighting:
         return image + rgb.view(3, 1, 1)
 
 
-def measure_torchvision():
-    import torch
-    from torch.utils import data
-    from torchvision import datasets
-    from torchvision import transforms
+def torchvision_transform(image_size, resize_size, pca_stddev):
+    """Returns torchvision transforms equivalent to alexnet_tf's training preprocessing.
 
-    from alexnet_tf import benchmark
+    The steps are a resize to a shorter side of `resize_size`, a random
+    `image_size` crop, a random horizontal flip, alexnet_tf's PCA lighting and
+    its mean subtraction on the 0-255 scale. The result is a CHW float tensor.
+    """
+    from torchvision import transforms
 
     # Mean subtraction on the 0-255 scale, as alexnet_tf does: (x - m / 255) * 255.
     mean = [channel / 255 for channel in preprocessing_constants()["IMAGENET_RGB_MEAN"]]
-    transform = transforms.Compose([
-        transforms.Resize(FLAGS.resize_size),
-        transforms.RandomCrop(FLAGS.image_size),
+    return transforms.Compose([
+        transforms.Resize(resize_size),
+        transforms.RandomCrop(image_size),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
-        PcaLighting(FLAGS.pca_stddev),
+        PcaLighting(pca_stddev),
         transforms.Normalize(mean, [1 / 255] * 3),
     ])
-    dataset = datasets.ImageFolder(os.path.join(FLAGS.data_dir, "train"), transform=transform)
 
+
+def torchvision_loader(train_dir, batch_size, num_batches, num_workers, transform, seed=_SEED):
+    """Returns a `DataLoader` of `num_batches` random batches of `ImageFolder(train_dir)`.
+
+    Args:
+        train_dir: folder of one subfolder of images per class.
+        batch_size: images per batch; every batch is full.
+        num_batches: batches the loader yields before it ends.
+        num_workers: loader processes; pin_memory is off.
+        transform: applied to each image, such as `torchvision_transform(...)`.
+        seed: seed of the sampler.
+    """
+    import torch
+    from torch.utils import data
+    from torchvision import datasets
+
+    dataset = datasets.ImageFolder(train_dir, transform=transform)
     # One sampler spans all epochs, so the loader never drains and refills its
     # workers' queues at an epoch boundary. tf.data's repeat() does not pause
     # there either.
-    needed = FLAGS.warmup_batches + FLAGS.num_windows * FLAGS.window_batches
     sampler = data.RandomSampler(
-        dataset, num_samples=(needed + 1) * FLAGS.batch_size,
-        generator=torch.Generator().manual_seed(_SEED),
+        dataset, num_samples=num_batches * batch_size,
+        generator=torch.Generator().manual_seed(seed),
     )
-    loader = data.DataLoader(
-        dataset, batch_size=FLAGS.batch_size, sampler=sampler, num_workers=_num_workers(),
+    return data.DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         pin_memory=False, drop_last=True,
+    )
+
+
+def measure_torchvision():
+    from alexnet_tf import benchmark
+
+    transform = torchvision_transform(FLAGS.image_size, FLAGS.resize_size, FLAGS.pca_stddev)
+    needed = FLAGS.warmup_batches + FLAGS.num_windows * FLAGS.window_batches
+    loader = torchvision_loader(
+        os.path.join(FLAGS.data_dir, "train"), FLAGS.batch_size, needed + 1, _num_workers(),
+        transform,
     )
     return benchmark.measure_images_per_second(
         loader, cpu_clock=process_tree_cpu_seconds, **_measure_kwargs()
@@ -546,4 +582,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,5 +1,7 @@
 """Tests of the throughput benchmark: the measuring function and the entry point."""
 
+import itertools
+import json
 import os
 import re
 import shutil
@@ -105,24 +107,46 @@ class MeasureImagesPerSecondTest(tf.test.TestCase):
         self.assertIn("4.25 ms of CPU per image", text)
 
 
-def _run_benchmark(*args):
+def _start_benchmark(*args):
     command = [sys.executable, "-m", "alexnet_tf.benchmark", *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=300,
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
+
+
+def _finish(process):
+    """Waits for a process of `_start_benchmark`; returns its exit code and output."""
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _run_benchmark(*args):
+    return _finish(_start_benchmark(*args))
+
+
+def _write_tree(root):
+    """Writes two classes of real photos under root/train/ and returns root."""
+    for class_name, photos in (("cats", sample_images.REAL_PHOTOS[:3]),
+                               ("scenes", sample_images.REAL_PHOTOS[3:])):
+        folder = os.path.join(root, "train", class_name)
+        os.makedirs(folder)
+        for photo in photos:
+            shutil.copy(photo, folder)
+    return root
+
+
+# The smallest model that runs every layer: the paper's variant at its minimum
+# input side, whose 1x1 pool5 output keeps fc6 small, with few classes.
+_TINY_MODEL = ("--variant=paper", "--image_size=67", "--num_classes=5",
+               "--global_batch_size=4")
+_TINY_STEPS = ("--warmup_batches=1", "--num_windows=2", "--window_batches=2")
 
 
 class EntryPointTest(absltest.TestCase):
 
     def test_input_mode_prints_median_rate(self):
-        root = self.create_tempdir().full_path
-        for class_name, photos in (("cats", sample_images.REAL_PHOTOS[:3]),
-                                   ("scenes", sample_images.REAL_PHOTOS[3:])):
-            folder = os.path.join(root, "train", class_name)
-            os.makedirs(folder)
-            for photo in photos:
-                shutil.copy(photo, folder)
+        root = _write_tree(self.create_tempdir().full_path)
 
         completed = _run_benchmark(
             "--mode=input", "--dataset=folder", f"--data_dir={root}",
@@ -146,6 +170,135 @@ class EntryPointTest(absltest.TestCase):
             completed.stderr, re.escape(f"error: Data directory not found: '{missing}'")
         )
         self.assertNotIn("Traceback", completed.stderr)
+
+    def test_train_synthetic_writes_json(self):
+        output = os.path.join(self.create_tempdir().full_path, "train.json")
+
+        completed = _run_benchmark(
+            "--mode=train", *_TINY_MODEL, *_TINY_STEPS, f"--output_json={output}"
+        )
+
+        self.assertEqual(completed.returncode, 0, completed.stderr[-2000:])
+        self.assertRegex(completed.stdout, r"^train synthetic paper float32 67px, "
+                         r"jit_compile=False, .*: median \d+\.\d images/s")
+        with open(output) as file:
+            written = json.load(file)
+        self.assertGreater(written["result"]["median"], 0)
+        self.assertEqual(written["result"]["steps_run"], 1 + 2 * 2)
+        self.assertEqual(written["settings"]["data"], "synthetic")
+        self.assertEqual(written["settings"]["dtype_policy"], "float32")
+
+    def test_infer_real_reads_folder(self):
+        root = _write_tree(self.create_tempdir().full_path)
+
+        completed = _run_benchmark(
+            "--mode=infer", "--data=real", "--dataset=folder", f"--data_dir={root}",
+            "--resize_size=72", *_TINY_MODEL, *_TINY_STEPS,
+        )
+
+        self.assertEqual(completed.returncode, 0, completed.stderr[-2000:])
+        self.assertRegex(completed.stdout, rf"^infer real folder {re.escape(root)} "
+                         r"paper float32 67px.*: median \d+\.\d images/s")
+        self.assertRegex(completed.stdout, r"over 2 windows of 2 batches of 4 after 1 warm-up")
+
+    def test_output_json_is_not_overwritten(self):
+        output = os.path.join(self.create_tempdir().full_path, "result.json")
+        with open(output, "w") as file:
+            file.write("kept")
+
+        completed = _run_benchmark("--mode=train", *_TINY_MODEL, f"--output_json={output}")
+
+        self.assertNotEqual(completed.returncode, 0)
+        self.assertIn(f"error: --output_json={output} exists. Pass --overwrite",
+                      completed.stderr)
+        with open(output) as file:
+            self.assertEqual(file.read(), "kept")
+
+    def test_bad_flag_combinations_are_one_line_errors(self):
+        cases = (
+            (("--mode=train", "--data=real"), "error: --data_dir is missing"),
+            (("--mode=train", "--variant=paper", "--image_size=66"),
+             "error: Expected image_size >= 67 for variant='paper'"),
+            (("--mode=infer", "--data_dir=/tmp"),
+             "error: Flags without effect here: --data_dir. They apply only to --data=real"),
+            (("--mode=input", "--data=synthetic"), "error: --mode=input measures the input "
+             "pipeline"),
+        )
+        # Started together, because each spends seconds importing TensorFlow.
+        processes = [_start_benchmark(*args) for args, _ in cases]
+
+        for (args, message), process in zip(cases, processes):
+            with self.subTest(args=args):
+                completed = _finish(process)
+
+                self.assertNotEqual(completed.returncode, 0)
+                self.assertIn(message, completed.stderr)
+                self.assertNotIn("Traceback", completed.stderr)
+
+
+class ModelModeTest(tf.test.TestCase):
+
+    def _measure(self, strategy, mode, steps_per_execution=1):
+        with strategy.scope():
+            model = benchmark.build_model(
+                mode, "paper", num_classes=5, image_size=67, global_batch_size=4,
+                steps_per_execution=steps_per_execution,
+            )
+        per_replica = 4 // strategy.num_replicas_in_sync
+        batches = itertools.repeat(benchmark.synthetic_batch(strategy, per_replica, 67, 5))
+        return benchmark.measure_model(
+            model, mode, batches, global_batch_size=4, warmup_steps=2, num_windows=2,
+            window_steps=2,
+        )
+
+    def test_train_on_two_replicas_counts_steps(self):
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+        result = self._measure(strategy, benchmark.TRAIN_MODE)
+
+        self.assertEqual(result["steps_run"], 2 + 2 * 2)
+        self.assertGreater(result["min"], 0)
+        self.assertLen(result["window_rates"], 2)
+        self.assertEqual(result["batch_size"], 4)
+        self.assertEqual(result["window_batches"], 2)
+
+    def test_infer_in_pairs_counts_images(self):
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+
+        result = self._measure(strategy, benchmark.INFER_MODE, steps_per_execution=2)
+
+        self.assertEqual(result["steps_run"], 2 + 2 * 2)
+        self.assertEqual(result["steps_per_execution"], 2)
+        self.assertGreater(result["min"], 0)
+
+    def test_steps_must_fill_executions(self):
+        model = benchmark.build_model(
+            benchmark.INFER_MODE, "paper", 5, 67, 4, steps_per_execution=2
+        )
+
+        with self.assertRaisesRegex(ValueError, "multiples of steps_per_execution=2.*"
+                                    "warmup_steps=3, window_steps=2"):
+            benchmark.measure_model(model, benchmark.INFER_MODE, iter([]), 4, 3, 1, 2)
+
+    def test_synthetic_batch_per_replica(self):
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+        images, labels = benchmark.synthetic_batch(strategy, 3, 63, num_classes=5)
+
+        first, second = strategy.experimental_local_results(images)
+        self.assertEqual(first.shape, (3, 63, 63, 3))
+        self.assertEqual(first.dtype, tf.float32)
+        self.assertNotAllClose(first, second)
+        for replica_labels in strategy.experimental_local_results(labels):
+            self.assertEqual(replica_labels.dtype, tf.int32)
+            self.assertAllInRange(replica_labels, 0, 4)
+
+    def test_dtype_policy_names(self):
+        self.assertEqual(benchmark.dtype_policy_name("float32"), "float32")
+        self.assertEqual(benchmark.dtype_policy_name("bfloat16"), "mixed_bfloat16")
+        self.assertEqual(benchmark.dtype_policy_name("float16"), "mixed_float16")
+        with self.assertRaisesRegex(ValueError, "Received: dtype='int8'"):
+            benchmark.dtype_policy_name("int8")
 
 
 if __name__ == "__main__":
