@@ -2,6 +2,8 @@
 
 import math
 import os
+import subprocess
+import sys
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -248,6 +250,23 @@ class TrainingDtypeTest(ColorTreeTestCase, parameterized.TestCase):
             training.train_and_evaluate(config, one_device())
 
         self.assertFalse(os.path.exists(self.model_dir))
+
+
+class DtypeFlagTest(absltest.TestCase):
+
+    def test_unknown_value_names_choices(self):
+        model_dir = os.path.join(self.create_tempdir().full_path, "run")
+
+        result = subprocess.run(
+            [sys.executable, "-m", "alexnet_tf.train", f"--model_dir={model_dir}",
+             "--data_dir=unused", "--dtype=half"],
+            capture_output=True, text=True, check=False,
+        )
+
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--dtype=half", result.stderr)
+        self.assertIn("float32|bfloat16|float16", result.stderr)
+        self.assertFalse(os.path.exists(model_dir))
 
 
 class Bfloat16ExportTest(ColorTreeTestCase):
