@@ -70,7 +70,8 @@ class TrainConfig:
         steps_per_execution: training steps that one call of the compiled
             training function runs, see `keras.Model.compile`. Keras calls
             the callbacks once per call, so `log_every_steps` and
-            `steps_per_epoch` must be multiples of it.
+            `steps_per_epoch` must be multiples of it. Ignored with more than
+            one replica, where Keras fails with more than 1.
         log_every_steps: steps between throughput logs and TensorBoard points.
         export: whether to export the SavedModel at the end.
         dataset: "folder", "tfrecord" or "tfds:NAME", see `data.sources`.
@@ -223,6 +224,25 @@ def _steps_per_epoch(config, num_train_images):
             whole_executions, steps, config.steps_per_execution,
         )
     return whole_executions
+
+
+def _supported_steps_per_execution(config, num_replicas):
+    """Returns `config.steps_per_execution`, or 1 with a warning where Keras fails with more.
+
+    With Keras 3.15 and TensorFlow 2.21, `model.fit` on a distributed dataset
+    with several replicas and more than one step per execution fails with
+    "You must feed a value for placeholder tensor" (checked on two CPU
+    devices under `MirroredStrategy`). One replica works.
+    """
+    if config.steps_per_execution == 1 or num_replicas == 1:
+        return config.steps_per_execution
+    logging.warning(
+        "--steps_per_execution=%d is ignored: with %d replicas, Keras 3.15 fails "
+        "to run more than one step per execution on a distributed dataset. "
+        "Training runs one step per execution.",
+        config.steps_per_execution, num_replicas,
+    )
+    return 1
 
 
 def _resolve_jit_compile(config, strategy):
@@ -464,6 +484,9 @@ def train_and_evaluate(config, strategy=None):
     model_dir_lib.save_or_check_model_config(config.model_dir, model_config)
 
     num_replicas = strategy.num_replicas_in_sync
+    config = dataclasses.replace(
+        config, steps_per_execution=_supported_steps_per_execution(config, num_replicas)
+    )
     per_replica_batch_size = distribution.per_replica_batch_size(
         config.global_batch_size, num_replicas
     )

@@ -150,6 +150,18 @@ class StepsPerExecutionTest(ColorTreeTestCase):
                        if value.tag == "images_per_second")
         self.assertEqual(steps, [4, 6, 8])
 
+    def test_two_replicas_run_one_step_per_execution(self):
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        config = small_config(self.data_dir, self.model_dir, num_epochs=1, steps_per_execution=2)
+
+        with self.assertLogs(logger="absl", level="WARNING") as logs:
+            results = training.train_and_evaluate(config, strategy)
+
+        self.assertEqual(results["epoch"], 1)
+        self.assertIn("--steps_per_execution=2 is ignored", "\n".join(logs.output))
+        with open(os.path.join(self.model_dir, "run_config-epoch0.json")) as file:
+            self.assertEqual(json.load(file)["steps_per_execution"], 1)
+
     def test_log_every_steps_not_a_multiple(self):
         config = small_config(self.data_dir, self.model_dir, steps_per_execution=3,
                               steps_per_epoch=6, log_every_steps=2)
