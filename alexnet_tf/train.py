@@ -103,7 +103,7 @@ flags.DEFINE_enum("dtype", precision.FLOAT32, precision.DTYPES, "Compute precisi
                   "logits; float16 scales the loss dynamically. Checkpoints are float32 in "
                   "all three, so a run can continue in another dtype.")
 flags.DEFINE_integer("steps_per_execution", 1, "Training steps per call of the compiled "
-                     "training function, with one replica; ignored, with a warning, with more, "
+                     "training function. Ignored, with a warning, with more than one replica, "
                      "where Keras fails. Callbacks run only between calls, so "
                      "--log_every_steps and --steps_per_epoch must be multiples of it.",
                      lower_bound=1)
