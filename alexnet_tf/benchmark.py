@@ -51,7 +51,6 @@ TRAIN_MODE = "train"
 INFER_MODE = "infer"
 SYNTHETIC_DATA = "synthetic"
 REAL_DATA = "real"
-DTYPES = ("float32", "bfloat16", "float16")
 
 # The learning-rate schedule of a training benchmark only decides when the rate
 # drops, which costs nothing. Epochs of this many steps keep it at its peak.
@@ -183,22 +182,8 @@ def format_rates(result):
     )
 
 
-def dtype_policy_name(dtype):
-    """Returns the Keras dtype policy of a `--dtype`.
-
-    "bfloat16" and "float16" map to the mixed policies, which keep the
-    variables in float32 and compute in the lower precision.
-
-    Raises:
-        ValueError: if `dtype` is not in `DTYPES`.
-    """
-    if dtype not in DTYPES:
-        raise ValueError(f"Expected dtype in {DTYPES}. Received: dtype={dtype!r}")
-    return dtype if dtype == "float32" else f"mixed_{dtype}"
-
-
 def build_model(mode, variant, num_classes, image_size, global_batch_size, jit_compile=False,
-                steps_per_execution=1, seed=0):
+                steps_per_execution=1, seed=0, dtype="float32"):
     """Builds and compiles AlexNet for `mode`, in the current strategy scope.
 
     For `TRAIN_MODE` the model, its optimizer, loss and metrics are those of
@@ -216,17 +201,19 @@ def build_model(mode, variant, num_classes, image_size, global_batch_size, jit_c
         jit_compile: whether to compile the steps with XLA.
         steps_per_execution: steps that each call of Keras' step function runs.
         seed: seed of the weight initializers.
+        dtype: an entry of `precision.DTYPES`, applied as in training.
 
     Returns:
-        A compiled `keras.Model` under the global Keras dtype policy.
+        A compiled `keras.Model`.
     """
     from alexnet_tf import model as model_lib
+    from alexnet_tf import precision
     from alexnet_tf import training
 
     if mode == TRAIN_MODE:
         config = training.TrainConfig(
             data_dir=None, model_dir=None, global_batch_size=global_batch_size,
-            image_size=image_size, variant=variant, seed=seed,
+            image_size=image_size, variant=variant, seed=seed, dtype=dtype,
         )
         # pylint: disable-next=protected-access
         model, _ = training._build_and_compile(
@@ -234,7 +221,8 @@ def build_model(mode, variant, num_classes, image_size, global_batch_size, jit_c
         )
     else:
         model = model_lib.AlexNet(
-            num_classes=num_classes, image_size=image_size, seed=seed, variant=variant
+            num_classes=num_classes, image_size=image_size, seed=seed, variant=variant,
+            dtype=precision.policy_name(dtype),
         )
         model.compile(optimizer=None, jit_compile=jit_compile)
     # Training compiles with one step per execution. Keras reads this
@@ -383,6 +371,7 @@ def define_flags():
     from alexnet_tf import distribution
     from alexnet_tf import input_flags
     from alexnet_tf import model as model_lib
+    from alexnet_tf import precision
     from alexnet_tf import preprocessing
     from alexnet_tf.data import image_folder
 
@@ -403,7 +392,7 @@ def define_flags():
                       "Split to read. It goes through the training pipeline either way.")
     flags.DEFINE_enum("variant", "paper", model_lib.VARIANTS, "Network to measure; also sets "
                       "the default --image_size. See alexnet_tf.model.AlexNet.")
-    flags.DEFINE_enum("dtype", "float32", DTYPES, "Precision of the computation. bfloat16 and "
+    flags.DEFINE_enum("dtype", precision.FLOAT32, precision.DTYPES, "Precision of the computation. bfloat16 and "
                       "float16 keep the weights in float32 (Keras' mixed precision policies).")
     flags.DEFINE_integer("num_classes", 1000, "Outputs of the model. With --data=real it must "
                          "be at least the number of classes in the data.", lower_bound=1)
@@ -423,9 +412,13 @@ def define_flags():
     flags.DEFINE_integer("steps_per_execution", 1, "Steps per call of Keras' step function, "
                          "whose result is read back after each call. It must divide "
                          "--warmup_batches and --window_batches.", lower_bound=1)
-    flags.DEFINE_enum("distribution_strategy", "one_device", distribution.STRATEGIES,
-                      "one_device: the first GPU, else the CPU. mirrored: every GPU. See "
-                      "alexnet_tf.distribution.create_strategy.")
+    flags.DEFINE_enum("distribution_strategy", distribution.ONE_DEVICE, distribution.STRATEGIES,
+                      "one_device: the first GPU, else the CPU. mirrored: every GPU, or every "
+                      "--num_cpu_devices CPU device. See alexnet_tf.distribution.")
+    flags.DEFINE_integer("num_gpus", None, "GPUs to use. Default: all that TensorFlow sees.",
+                         lower_bound=0)
+    flags.DEFINE_integer("num_cpu_devices", 1, "Split the CPU into this many devices, one "
+                         "replica each, when there is no GPU.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the shuffle, the augmentation, the weights and "
                          "the synthetic batch.")
     flags.DEFINE_integer("warmup_batches", 20, "Batches, or steps in train and infer modes, "
@@ -444,7 +437,7 @@ def define_flags():
 # one where it has no effect is an error, so that no run looks like it
 # measured something it did not.
 _MODEL_FLAGS = ("dtype", "num_classes", "jit_compile", "steps_per_execution",
-                "distribution_strategy")
+                "distribution_strategy", "num_gpus", "num_cpu_devices")
 _REAL_DATA_FLAGS = ("dataset", "data_dir", "split", "resize_size", "pca_stddev",
                     "strict_decoding", "shuffle_buffer_size", "cache_dataset",
                     "deterministic_input", "data_threads", "autotune_ram_budget_mb")
@@ -556,8 +549,6 @@ def run_model_mode():
         `(result, settings)`: the dict of `measure_model` and the settings
         that describe the run.
     """
-    import keras
-
     from alexnet_tf import distribution
     from alexnet_tf import model as model_lib
 
@@ -566,8 +557,8 @@ def run_model_mode():
     model_lib.check_image_size(image_size, FLAGS.variant)
     if data == REAL_DATA:
         _check_resize_size(image_size)
-    keras.config.set_dtype_policy(dtype_policy_name(FLAGS.dtype))
-    strategy = distribution.create_strategy(FLAGS.distribution_strategy)
+    distribution.split_cpu(FLAGS.num_cpu_devices)
+    strategy = distribution.create_strategy(FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus)
     num_replicas = strategy.num_replicas_in_sync
     per_replica_batch_size = distribution.per_replica_batch_size(
         FLAGS.global_batch_size, num_replicas
@@ -580,7 +571,7 @@ def run_model_mode():
     with strategy.scope():
         model = build_model(
             FLAGS.mode, FLAGS.variant, FLAGS.num_classes, image_size, FLAGS.global_batch_size,
-            FLAGS.jit_compile, FLAGS.steps_per_execution, FLAGS.seed,
+            FLAGS.jit_compile, FLAGS.steps_per_execution, FLAGS.seed, FLAGS.dtype,
         )
     if data == SYNTHETIC_DATA:
         batches = itertools.repeat(synthetic_batch(
@@ -595,7 +586,7 @@ def run_model_mode():
     )
     settings = {
         "mode": FLAGS.mode, "data": data, "variant": FLAGS.variant, "dtype": FLAGS.dtype,
-        "dtype_policy": keras.config.dtype_policy().name, "num_classes": FLAGS.num_classes,
+        "dtype_policy": model.dtype_policy.name, "num_classes": FLAGS.num_classes,
         "image_size": image_size, "jit_compile": FLAGS.jit_compile,
         "distribution_strategy": type(strategy).__name__, "num_replicas": num_replicas,
         **_data_settings(data),

@@ -53,7 +53,9 @@ class Throughput(keras.callbacks.Callback):
     """Logs training images per second and writes them to TensorBoard.
 
     The first window of each `fit` call is skipped, because it includes tracing
-    and compiling the training step.
+    and compiling the training step. Steps are counted from the batch index
+    Keras passes, so that a call that runs several steps
+    (`steps_per_execution` above 1) counts as all of them.
 
     Args:
         writer: a `tf.summary` writer, normally the training one.
@@ -68,6 +70,7 @@ class Throughput(keras.callbacks.Callback):
         self._every_steps = max(1, every_steps)
         self._window_start = None
         self._steps_in_window = 0
+        self._last_batch = -1
         self._skip_window = True
 
     def on_train_begin(self, logs=None):
@@ -79,7 +82,9 @@ class Throughput(keras.callbacks.Callback):
         self._steps_in_window = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps_in_window += 1
+        # `batch` is the index in the epoch of the last step the call ran.
+        self._steps_in_window += batch - self._last_batch
+        self._last_batch = batch
         if self._steps_in_window < self._every_steps:
             return
 
@@ -102,6 +107,7 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Validation time between epochs must not count as training time.
         self._start_window()
+        self._last_batch = -1
 
 
 class SkippedImages(keras.callbacks.Callback):

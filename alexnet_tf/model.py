@@ -222,6 +222,7 @@ def AlexNet(
     seed=None,
     variant="paper",
     name="alexnet",
+    dtype=None,
 ):
     """Builds AlexNet or one of its well-known variants as a Keras model that outputs logits.
 
@@ -297,11 +298,22 @@ def AlexNet(
         seed: integer seed of the weight initializers, or None.
         variant: an entry of `VARIANTS`. Defaults to `"paper"`.
         name: model name. Defaults to `"alexnet"`.
+        dtype: Keras dtype policy of every layer and of the model, as a name
+            such as `"mixed_bfloat16"` (see `precision.policy_name`) or a
+            `keras.DTypePolicy`. Defaults to None, Keras' global policy
+            (`keras.config.dtype_policy()`), which is float32 unless changed.
+            Under a mixed policy the variables stay float32 and the layers
+            compute in bfloat16 or float16. LRN computes in float32 inside.
+            fc8 and trim_batch use the policy's variable dtype, so the logits
+            leave the model in float32.
 
     Returns:
         A `keras.Model` mapping float images of shape
         `(batch, image_size, image_size, 3)`, RGB on a 0-255 scale with the
         ImageNet mean subtracted, to logits of shape `(batch, num_classes)`.
+        Every layer is channels last, whatever `keras.config.image_data_format()`
+        says, because LRN (`tf.nn.local_response_normalization`) normalizes
+        over the last axis.
         Its first and last layers, non_empty_batch and trim_batch, let it take
         an empty batch, see `layers.NonEmptyBatch`.
 
@@ -321,22 +333,32 @@ def AlexNet(
         kernel, bias = _initializers(initialization, layer_name, fan_in, layer_seed)
         return {"kernel_initializer": kernel, "bias_initializer": bias}
 
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
     images = keras.Input(shape=(image_size, image_size, 3), name="images")
-    x = alexnet_layers.NonEmptyBatch(name="non_empty_batch")(images)
+    x = alexnet_layers.NonEmptyBatch(name="non_empty_batch", dtype=policy)(images)
     if spec.input_scale:
-        x = keras.layers.Rescaling(spec.input_scale, name="input_scale")(x)
-    features = _convolutional_features(x, spec, initializer_kwargs)
-    logits = _classifier(features, spec, num_classes, dropout_rate, initializer_kwargs)
-    logits = alexnet_layers.TrimBatch(name="trim_batch")([logits, images])
-    return keras.Model(images, logits, name=name)
+        x = keras.layers.Rescaling(spec.input_scale, name="input_scale", dtype=policy)(x)
+    features = _convolutional_features(x, spec, initializer_kwargs, policy)
+    logits = _classifier(features, spec, num_classes, dropout_rate, initializer_kwargs, policy)
+    logits = alexnet_layers.TrimBatch(name="trim_batch", dtype=policy.variable_dtype)(
+        [logits, images]
+    )
+    model = keras.Model(images, logits, name=name)
+    # Keras 3.15's functional Model drops a `dtype` argument. Its policy is what
+    # `compile(auto_scale_loss=True)` reads to decide on loss scaling.
+    model.dtype_policy = policy
+    return model
 
 
-def _convolutional_features(images, spec, initializer_kwargs):
+def _convolutional_features(images, spec, initializer_kwargs, policy):
     """Applies conv1 to pool5 (and torchvision's adaptive pooling) to `images`."""
+    layer_kwargs = {"data_format": "channels_last", "dtype": policy}
     x = images
     for layer_name, filters, kernel_size, stride, padding, groups in spec.conv_layers:
         if isinstance(padding, int):
-            x = keras.layers.ZeroPadding2D(padding, name=f"pad{layer_name[-1]}")(x)
+            x = keras.layers.ZeroPadding2D(
+                padding, name=f"pad{layer_name[-1]}", **layer_kwargs
+            )(x)
             padding = "valid"
         fan_in = kernel_size * kernel_size * x.shape[-1] // groups
         x = alexnet_layers.GroupedConv2D(
@@ -348,33 +370,58 @@ def _convolutional_features(images, spec, initializer_kwargs):
             activation="relu",
             name=layer_name,
             **initializer_kwargs(layer_name, fan_in),
+            **layer_kwargs,
         )(x)
         if spec.lrn and layer_name in ("conv1", "conv2"):
             x = alexnet_layers.LocalResponseNormalization(
-                name=f"lrn{layer_name[-1]}", **spec.lrn
+                name=f"lrn{layer_name[-1]}", dtype=policy, **spec.lrn
             )(x)
         if layer_name in ("conv1", "conv2", "conv5"):
             # Overlapping pooling (section 3.4): 3x3 windows, stride 2.
-            x = keras.layers.MaxPooling2D(3, strides=2, name=f"pool{layer_name[-1]}")(x)
+            x = keras.layers.MaxPooling2D(
+                3, strides=2, name=f"pool{layer_name[-1]}", **layer_kwargs
+            )(x)
 
     if spec.adaptive_pooling:
-        x = alexnet_layers.AdaptiveAveragePooling2D(_ADAPTIVE_POOLING_SIZE, name="avgpool")(x)
+        x = alexnet_layers.AdaptiveAveragePooling2D(
+            _ADAPTIVE_POOLING_SIZE, name="avgpool", **layer_kwargs
+        )(x)
     return x
 
 
-def _classifier(features, spec, num_classes, dropout_rate, initializer_kwargs):
-    """Applies fc6 to fc8, with dropout where the variant has it, to `features`."""
-    x = keras.layers.Flatten(name="flatten")(features)
+def _classifier(features, spec, num_classes, dropout_rate, initializer_kwargs, policy):
+    """Applies fc6 to fc8, with dropout where the variant has it, to `features`.
+
+    fc8 computes in the policy's variable dtype, float32 under a mixed policy,
+    so that the logits, the softmax and the loss are float32. A float32
+    cast layer after fc8 would do the same but would add a layer to the
+    model. fc8 has under 1% of the network's multiply-adds (4.1M of 720M at
+    1000 classes), so computing it in float32 costs little.
+    """
+    x = keras.layers.Flatten(name="flatten", data_format="channels_last", dtype=policy)(
+        features
+    )
     for layer_name in ("fc6", "fc7"):
         if spec.dropout_before_fc:
             # Named after the layer whose outputs it drops: flatten (pool5) or fc6.
-            x = keras.layers.Dropout(dropout_rate, name=f"dropout{int(layer_name[-1]) - 1}")(x)
+            x = keras.layers.Dropout(
+                dropout_rate, name=f"dropout{int(layer_name[-1]) - 1}", dtype=policy
+            )(x)
         fan_in = x.shape[-1]
         x = keras.layers.Dense(
-            _FC_UNITS, activation="relu", name=layer_name, **initializer_kwargs(layer_name, fan_in)
+            _FC_UNITS,
+            activation="relu",
+            name=layer_name,
+            dtype=policy,
+            **initializer_kwargs(layer_name, fan_in),
         )(x)
         if not spec.dropout_before_fc:
-            x = keras.layers.Dropout(dropout_rate, name=f"dropout{layer_name[-1]}")(x)
+            x = keras.layers.Dropout(
+                dropout_rate, name=f"dropout{layer_name[-1]}", dtype=policy
+            )(x)
     return keras.layers.Dense(
-        num_classes, name="fc8", **initializer_kwargs("fc8", x.shape[-1])
+        num_classes,
+        name="fc8",
+        dtype=policy.variable_dtype,
+        **initializer_kwargs("fc8", x.shape[-1]),
     )(x)

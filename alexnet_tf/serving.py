@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
+from alexnet_tf import precision
 from alexnet_tf import preprocessing
 
 EXPORT_INFO_FILE = "alexnet_export.json"
@@ -38,13 +39,16 @@ def build_model(model_config):
     """Builds the model described by a run's model config, for inference.
 
     Model configs written before variants existed have no `variant`: they
-    describe the paper's network.
+    describe the paper's network. The model computes in float32 whatever
+    the run's `--dtype` and Keras' global policy, because the checkpoints of
+    every dtype contain float32 variables.
     """
     return model_lib.AlexNet(
         num_classes=len(model_config["class_names"]),
         image_size=model_config["image_size"],
         dropout_rate=model_config.get("dropout_rate", 0.5),
         variant=model_config.get("variant", "paper"),
+        dtype=precision.policy_name(precision.FLOAT32),
     )
 
 

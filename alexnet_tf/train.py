@@ -20,6 +20,7 @@ import tensorflow as tf
 from alexnet_tf import distribution
 from alexnet_tf import input_flags
 from alexnet_tf import model as model_lib
+from alexnet_tf import precision
 from alexnet_tf import preemption
 from alexnet_tf import preprocessing
 from alexnet_tf import schedules
@@ -106,8 +107,17 @@ flags.DEFINE_integer("num_cpu_devices", 1, "Split the CPU into this many devices
                      "machine, without making it faster.", lower_bound=1)
 flags.DEFINE_string("tpu", "local", "--distribution_strategy=tpu only: the TPU's name or "
                     "grpc:// address, or local on a TPU VM.")
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA. Ignored with "
-                  "more than one replica.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA. Ignored, with "
+                  "a warning, with more than one replica, where Keras' XLA step fails.")
+flags.DEFINE_enum("dtype", precision.FLOAT32, precision.DTYPES, "Compute precision. bfloat16 "
+                  "and float16 compute activations in 16 bits and keep float32 variables and "
+                  "logits; float16 scales the loss dynamically. Checkpoints are float32 in "
+                  "all three, so a run can continue in another dtype.")
+flags.DEFINE_integer("steps_per_execution", 1, "Training steps per call of the compiled "
+                     "training function. Ignored, with a warning, with more than one replica, "
+                     "where Keras fails. Callbacks run only between calls, so "
+                     "--log_every_steps and --steps_per_epoch must be multiples of it.",
+                     lower_bound=1)
 flags.DEFINE_integer("log_every_steps", 100, "Steps between throughput logs and TensorBoard "
                      "points.", lower_bound=1)
 

@@ -15,6 +15,7 @@ from alexnet_tf.data import sources
 from alexnet_tf import model as model_lib
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import optimizer as optimizer_lib
+from alexnet_tf import precision
 from alexnet_tf import preemption
 from alexnet_tf import preprocessing
 from alexnet_tf import schedules
@@ -64,6 +65,14 @@ class TrainConfig:
         jit_compile: whether to compile the training step with XLA, which was
             faster on a 2-core CPU in a one-off trial. Ignored with more than
             one replica.
+        dtype: compute precision, an entry of `precision.DTYPES`. The
+            variables and the checkpoints are float32 in all three, and
+            float16 trains with dynamic loss scaling.
+        steps_per_execution: training steps that one call of the compiled
+            training function runs, see `keras.Model.compile`. Keras calls
+            the callbacks once per call, so `log_every_steps` and
+            `steps_per_epoch` must be multiples of it. Ignored with more than
+            one replica, where Keras fails with more than 1.
         log_every_steps: steps between throughput logs and TensorBoard points.
         export: whether to export the SavedModel at the end.
         dataset: "folder", "tfrecord" or "tfds:NAME", see `data.sources`.
@@ -104,6 +113,8 @@ class TrainConfig:
     initialization: str = None
     seed: int = None
     jit_compile: bool = False
+    dtype: str = precision.FLOAT32
+    steps_per_execution: int = 1
     log_every_steps: int = 100
     export: bool = True
     dataset: str = sources.FOLDER
@@ -147,6 +158,33 @@ def _check_config(config):
             "Expected global_batch_size >= 1 and num_epochs >= 1. Received: "
             f"global_batch_size={config.global_batch_size}, num_epochs={config.num_epochs}"
         )
+    precision.check_dtype(config.dtype)
+    _check_steps_per_execution(config)
+
+
+def _check_steps_per_execution(config):
+    """Checks that callbacks and epochs end on the steps where Keras calls back.
+
+    Keras 3.15 runs `steps_per_execution` steps per call of the training
+    function and calls the callbacks only after each call. An epoch of
+    `steps_per_epoch` steps that is not a multiple of it runs up to the next
+    multiple, so the epochs would drift from the learning-rate schedule.
+    """
+    steps_per_execution = config.steps_per_execution
+    if steps_per_execution < 1:
+        raise ValueError(
+            f"Expected steps_per_execution >= 1. Received: "
+            f"steps_per_execution={steps_per_execution}"
+        )
+    for name in ("log_every_steps", "steps_per_epoch"):
+        value = getattr(config, name)
+        if value and value % steps_per_execution:
+            raise ValueError(
+                f"{name}={value} is not a multiple of steps_per_execution="
+                f"{steps_per_execution}: Keras calls back and ends epochs only after "
+                f"whole executions. Pass a multiple of {steps_per_execution} to "
+                f"--{name}, or a divisor of {value} to --steps_per_execution."
+            )
 
 
 def _count_examples(source):
@@ -174,7 +212,74 @@ def _steps_per_epoch(config, num_train_images):
             f"The training split has {num_train_images} images, fewer than one "
             f"global batch of {config.global_batch_size}. Lower --global_batch_size."
         )
-    return steps
+    whole_executions = steps - steps % config.steps_per_execution
+    if whole_executions == 0:
+        raise ValueError(
+            f"An epoch of {num_train_images} images has {steps} steps of "
+            f"{config.global_batch_size} images, fewer than steps_per_execution="
+            f"{config.steps_per_execution}. Lower --steps_per_execution."
+        )
+    if whole_executions < steps:
+        logging.info(
+            "Epochs have %d steps instead of %d, a multiple of steps_per_execution=%d.",
+            whole_executions, steps, config.steps_per_execution,
+        )
+    return whole_executions
+
+
+def _supported_steps_per_execution(config, num_replicas):
+    """Returns `config.steps_per_execution`, or 1 with a warning where Keras fails with more.
+
+    With Keras 3.15 and TensorFlow 2.21, `model.fit` on a distributed dataset
+    with several replicas and more than one step per execution fails with
+    "You must feed a value for placeholder tensor" (checked on two CPU
+    devices under `MirroredStrategy`). One replica works.
+    """
+    if config.steps_per_execution == 1 or num_replicas == 1:
+        return config.steps_per_execution
+    logging.warning(
+        "--steps_per_execution=%d is ignored: with %d replicas, Keras 3.15 fails "
+        "to run more than one step per execution on a distributed dataset. "
+        "Training runs one step per execution.",
+        config.steps_per_execution, num_replicas,
+    )
+    return 1
+
+
+def _resolve_jit_compile(config, strategy):
+    """Returns whether to compile the training step with XLA, and logs why when not.
+
+    Checked with TensorFlow 2.21 and Keras 3.15 on a 2-core Intel Xeon CPU:
+    with one replica XLA trains in float32, bfloat16 and float16. With two
+    replicas Keras compiles the step of all replicas as one XLA computation,
+    which fails ("Trying to access resource ... located in device ...")
+    because XLA cannot read variables that live on another device.
+    """
+    num_replicas = strategy.num_replicas_in_sync
+    jit_compile = config.jit_compile
+    if jit_compile and num_replicas > 1:
+        logging.warning(
+            "--jit_compile is ignored: with %d replicas under %s, Keras compiles the "
+            "step of all replicas as one XLA computation, which fails because it "
+            "cannot read the variables of the other devices. Training runs without XLA.",
+            num_replicas, type(strategy).__name__,
+        )
+        jit_compile = False
+
+    on_cpu = not any("GPU" in device.upper() for device in strategy.extended.worker_devices)
+    if config.dtype == precision.FLOAT16 and on_cpu and not jit_compile:
+        logging.warning(
+            "--dtype=float16 on the CPU without XLA trained about 40 times slower "
+            "than float32 in a trial (TensorFlow 2.21, 2-core Intel Xeon, 67-pixel "
+            "images), and about as fast with XLA. Pass --dtype=bfloat16, or "
+            "--jit_compile with one replica."
+        )
+    logging.info(
+        "Training in %s (Keras policy %s), %s XLA, %d step(s) per execution.",
+        config.dtype, precision.policy_name(config.dtype),
+        "with" if jit_compile else "without", config.steps_per_execution,
+    )
+    return jit_compile
 
 
 def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile, plateau_state=None):
@@ -182,6 +287,14 @@ def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile, platea
 
     `plateau_state` is the `schedules.PlateauState` of a run with
     `lr_schedule="plateau"`, whose multiplier the learning rate follows.
+
+    Returns `(model, optimizer)`. With `dtype="float16"`, `model.optimizer` is
+    a `keras.optimizers.LossScaleOptimizer` around `optimizer`, and only
+    `optimizer` goes into the checkpoint, so that checkpoints of every dtype
+    contain the same variables and a run can continue in another dtype.
+    NOTE: the loss scale is therefore not saved. A resumed float16 run starts
+    again from Keras' initial scale of 2**15 and, as a new run does, skips
+    the steps whose gradients overflow while it halves the scale.
     """
     model = model_lib.AlexNet(
         num_classes=num_classes,
@@ -190,6 +303,7 @@ def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile, platea
         initialization=config.initialization,
         seed=config.seed,
         variant=config.variant,
+        dtype=precision.policy_name(config.dtype),
     )
     schedule = schedules.create_schedule(
         config.lr_schedule,
@@ -206,18 +320,25 @@ def _build_and_compile(config, num_classes, steps_per_epoch, jit_compile, platea
     optimizer = optimizer_lib.MomentumWithWeightDecay(
         learning_rate=schedule, momentum=config.momentum, l2_weight_decay=config.weight_decay
     )
+    training_optimizer = optimizer
+    if precision.needs_loss_scaling(config.dtype):
+        # Keras' compile(auto_scale_loss=True) would wrap it too. Wrapping it
+        # here keeps the inner optimizer at hand for the checkpoint.
+        training_optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=optimizer,
+        optimizer=training_optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="top_1_accuracy"),
             keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top_5_accuracy"),
         ],
         jit_compile=jit_compile,
+        steps_per_execution=config.steps_per_execution,
     )
     # Building the optimizer now creates its momentum slots, so a checkpoint can
-    # be restored into them before the first step.
-    optimizer.build(model.trainable_variables)
+    # be restored into them before the first step. A LossScaleOptimizer builds
+    # the optimizer it wraps.
+    training_optimizer.build(model.trainable_variables)
     return model, optimizer
 
 
@@ -291,8 +412,12 @@ def _fit(
             min_delta=config.plateau_min_delta,
             max_drops=config.plateau_max_drops,
         ))
+    # Keras' TensorBoard counts calls of the training function, each of
+    # steps_per_execution steps. NOTE: so its batch_* points are numbered
+    # in calls, not steps, when steps_per_execution is above 1.
     tensorboard = callbacks_lib.TensorBoard(
-        log_dir=config.model_dir, update_freq=config.log_every_steps
+        log_dir=config.model_dir,
+        update_freq=config.log_every_steps // config.steps_per_execution,
     )
     save_on_terminate = preemption.SaveOnTerminate(
         checkpoint_state.interrupted_manager, checkpoint_state.epoch, checkpoint_state.epoch_step,
@@ -501,6 +626,9 @@ def _train_and_evaluate(config, strategy, restore_dir):
     model_dir_lib.save_or_check_model_config(config.model_dir, model_config)
 
     num_replicas = strategy.num_replicas_in_sync
+    config = dataclasses.replace(
+        config, steps_per_execution=_supported_steps_per_execution(config, num_replicas)
+    )
     per_replica_batch_size = distribution.per_replica_batch_size(
         config.global_batch_size, num_replicas
     )
@@ -515,14 +643,7 @@ def _train_and_evaluate(config, strategy, restore_dir):
         num_train_images or "uncounted", validation_source.num_examples or "uncounted",
     )
 
-    jit_compile = config.jit_compile
-    if jit_compile and num_replicas > 1:
-        logging.warning(
-            "XLA compilation is off: it is not used with %d replicas under %s.",
-            num_replicas, type(strategy).__name__,
-        )
-        jit_compile = False
-
+    jit_compile = _resolve_jit_compile(config, strategy)
     plateau_state = None
     with strategy.scope():
         if config.lr_schedule == schedules.PLATEAU:

@@ -293,13 +293,6 @@ class ModelModeTest(tf.test.TestCase):
             self.assertEqual(replica_labels.dtype, tf.int32)
             self.assertAllInRange(replica_labels, 0, 4)
 
-    def test_dtype_policy_names(self):
-        self.assertEqual(benchmark.dtype_policy_name("float32"), "float32")
-        self.assertEqual(benchmark.dtype_policy_name("bfloat16"), "mixed_bfloat16")
-        self.assertEqual(benchmark.dtype_policy_name("float16"), "mixed_float16")
-        with self.assertRaisesRegex(ValueError, "Received: dtype='int8'"):
-            benchmark.dtype_policy_name("int8")
-
 
 if __name__ == "__main__":
     absltest.main()

@@ -62,6 +62,21 @@ class OwnSummariesTest(tf.test.TestCase):
 
         self.assertLen(summary_steps(log_dir, "images_per_second"), 1)
 
+    def test_throughput_counts_steps_of_each_execution(self):
+        log_dir = self.create_tempdir().full_path
+        writer = tf.summary.create_file_writer(log_dir)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", steps_per_execution=2)
+        callback = callbacks_lib.Throughput(writer, global_batch_size=1, every_steps=2)
+
+        # 8 steps in 4 calls of 2 steps. Every call ends a window of 2 steps,
+        # and the first window is skipped.
+        model.fit(np.zeros([8, 2], np.float32), np.zeros([8, 1], np.float32), batch_size=1,
+                  callbacks=[callback], verbose=0)
+        writer.flush()
+
+        self.assertEqual(summary_steps(log_dir, "images_per_second"), [4, 6, 8])
+
     def test_skipped_images_ignores_record_condition(self):
         log_dir = self.create_tempdir().full_path
         writer = tf.summary.create_file_writer(log_dir)

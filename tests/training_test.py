@@ -90,8 +90,10 @@ class TrainingTest(ColorTreeTestCase):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         config = small_config(self.data_dir, self.model_dir, num_epochs=4, jit_compile=True)
 
-        results = training.train_and_evaluate(config, strategy)
+        with self.assertLogs(logger="absl", level="WARNING") as logs:
+            results = training.train_and_evaluate(config, strategy)
 
+        self.assertIn("--jit_compile is ignored: with 2 replicas", "\n".join(logs.output))
         self.assertEqual(strategy.num_replicas_in_sync, 2)
         self.assertEqual(results["epoch"], 4)
         with open(os.path.join(self.model_dir, "eval_results.json")) as file:
@@ -130,6 +132,61 @@ class TrainingTest(ColorTreeTestCase):
             self.assertIn(tag, train_tags)
         for tag in ("epoch_loss", "epoch_top_1_accuracy", "epoch_top_5_accuracy"):
             self.assertIn(tag, validation_tags)
+
+
+class StepsPerExecutionTest(ColorTreeTestCase):
+
+    def test_epochs_and_logs_keep_their_steps(self):
+        config = small_config(self.data_dir, self.model_dir, num_epochs=2, steps_per_execution=2)
+
+        training.train_and_evaluate(config, one_device())
+
+        checkpoint = tf.train.load_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+        self.assertEqual(checkpoint.get_tensor(ITERATIONS_KEY), 8)
+        train_dir = os.path.join(self.model_dir, "train")
+        self.assertLen(scalar_values(train_dir, "epoch_loss"), 2)
+        # log_every_steps=2: one point every 2 steps, after the skipped first window.
+        steps = sorted(step for step, value in summary_values(train_dir)
+                       if value.tag == "images_per_second")
+        self.assertEqual(steps, [4, 6, 8])
+
+    def test_two_replicas_run_one_step_per_execution(self):
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        config = small_config(self.data_dir, self.model_dir, num_epochs=1, steps_per_execution=2)
+
+        with self.assertLogs(logger="absl", level="WARNING") as logs:
+            results = training.train_and_evaluate(config, strategy)
+
+        self.assertEqual(results["epoch"], 1)
+        self.assertIn("--steps_per_execution=2 is ignored", "\n".join(logs.output))
+        with open(os.path.join(self.model_dir, "run_config-epoch0.json")) as file:
+            self.assertEqual(json.load(file)["steps_per_execution"], 1)
+
+    def test_log_every_steps_not_a_multiple(self):
+        config = small_config(self.data_dir, self.model_dir, steps_per_execution=3,
+                              steps_per_epoch=6, log_every_steps=2)
+
+        with self.assertRaisesRegex(ValueError, "log_every_steps=2 is not a multiple of "
+                                    "steps_per_execution=3"):
+            training.train_and_evaluate(config, one_device())
+
+    def test_steps_per_epoch_not_a_multiple(self):
+        config = small_config(self.data_dir, self.model_dir, steps_per_execution=3,
+                              steps_per_epoch=4, log_every_steps=3)
+
+        with self.assertRaisesRegex(ValueError, "steps_per_epoch=4 is not a multiple"):
+            training.train_and_evaluate(config, one_device())
+
+    def test_counted_epoch_rounds_down_to_executions(self):
+        config = small_config(self.data_dir, self.model_dir, steps_per_epoch=None,
+                              steps_per_execution=3)
+
+        # 40 images in batches of 6 are 6 steps, 2 executions of 3.
+        self.assertEqual(training._steps_per_epoch(config, 40), 6)
+        # 30 images are 5 steps, cut to one execution of 3.
+        self.assertEqual(training._steps_per_epoch(config, 30), 3)
+        with self.assertRaisesRegex(ValueError, "2 steps.*steps_per_execution=3"):
+            training._steps_per_epoch(config, 12)
 
 
 class ResumeTest(ColorTreeTestCase):
