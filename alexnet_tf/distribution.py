@@ -12,6 +12,7 @@ Strategies, by name:
 """
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -52,6 +53,31 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
             return parent.reduce(reduce_op, per_replica, axis if rank else None)
 
         return tf.nest.map_structure(reduce_one, value)
+
+
+class _MirroredStrategy(tf.distribute.MirroredStrategy):
+    """`MirroredStrategy` whose collective operations cannot collide with another's.
+
+    TensorFlow 2.21 numbers the collective all-reduces of every
+    `MirroredStrategy` from the same start, and caches each number's tensor
+    shape process-wide. A second strategy in the same process, training a
+    model of another size (a notebook, a test suite), then fails with "Shape
+    mismatch in the collective instance". Each instance here starts its
+    numbers in a range of its own.
+    """
+
+    _KEYS_PER_INSTANCE = 100_000
+    _instances = itertools.count(1)
+
+    def __init__(self, devices):
+        # MirroredStrategy's constructor reads this attribute to start its keys.
+        self._collective_key_base = next(self._instances) * self._KEYS_PER_INSTANCE
+        super().__init__(devices)
+
+
+def mirrored_strategy(devices):
+    """Returns a `MirroredStrategy` over `devices` (names such as "/gpu:0")."""
+    return _MirroredStrategy(list(devices))
 
 
 def split_cpu(num_devices):
@@ -223,7 +249,7 @@ def _local_strategy(name):
     devices = gpus or cpus
     if len(devices) == 1:
         return tf.distribute.OneDeviceStrategy(devices[0].name)
-    return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return mirrored_strategy(device.name for device in devices)
 
 
 def is_multi_worker(strategy):

@@ -13,6 +13,7 @@ from absl.testing import absltest
 import tensorflow as tf
 
 from alexnet_tf import benchmark
+from alexnet_tf import distribution
 import sample_images
 
 
@@ -252,7 +253,7 @@ class ModelModeTest(tf.test.TestCase):
         )
 
     def test_train_on_two_replicas_counts_steps(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
 
         result = self._measure(strategy, benchmark.TRAIN_MODE)
 
@@ -281,7 +282,7 @@ class ModelModeTest(tf.test.TestCase):
             benchmark.measure_model(model, benchmark.INFER_MODE, iter([]), 4, 3, 1, 2)
 
     def test_synthetic_batch_per_replica(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
 
         images, labels = benchmark.synthetic_batch(strategy, 3, 63, num_classes=5)
 

@@ -96,24 +96,28 @@ def _fixed_batches(global_batch_size, num_steps, image_size=67, num_classes=3):
 
 class ReplicaEquivalenceTest(tf.test.TestCase):
 
-    def _losses_after_steps(self, strategy, num_steps=3, global_batch_size=8):
+    def _losses_after_steps(self, strategy, num_steps=3, global_batch_size=8, num_classes=3):
         # Dropout is off: its masks depend on how the batch is split.
         config = training_test.small_config(
             "unused", "unused", dropout_rate=0.0, learning_rate=0.001, steps_per_epoch=num_steps
         )
         keras.utils.set_random_seed(3)
         with strategy.scope():
-            model, _ = training._build_and_compile(config, 3, num_steps, jit_compile=False)
+            model, _ = training._build_and_compile(
+                config, num_classes, num_steps, jit_compile=False
+            )
         dataset = strategy.experimental_distribute_dataset(
-            _fixed_batches(global_batch_size, num_steps)
+            _fixed_batches(global_batch_size, num_steps, num_classes=num_classes)
         )
         history = model.fit(dataset, epochs=1, steps_per_epoch=num_steps, verbose=0)
-        evaluation = model.evaluate(_fixed_batches(global_batch_size, 1), verbose=0)
+        evaluation = model.evaluate(
+            _fixed_batches(global_batch_size, 1, num_classes=num_classes), verbose=0
+        )
         return history.history["loss"][0], evaluation[0], model.get_layer("fc8").kernel.numpy()
 
     def test_two_replicas_match_one_device(self):
         one = self._losses_after_steps(tf.distribute.OneDeviceStrategy("/cpu:0"))
-        two = self._losses_after_steps(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+        two = self._losses_after_steps(distribution.mirrored_strategy(["/cpu:0", "/cpu:1"]))
 
         # Splitting a batch only reorders float32 sums: the relative
         # differences stay near float32 rounding after three steps.
@@ -121,6 +125,18 @@ class ReplicaEquivalenceTest(tf.test.TestCase):
         self.assertAllClose(one[1], two[1], rtol=1e-4)
         self.assertAllClose(one[2], two[2], rtol=1e-3, atol=1e-6)
         self.assertNotAllClose(one[2], np.zeros_like(one[2]))
+
+    def test_second_strategy_trains_another_model_size(self):
+        # With TensorFlow's own MirroredStrategy the second run fails with
+        # "Shape mismatch in the collective instance".
+        devices = ["/cpu:0", "/cpu:1"]
+        three = self._losses_after_steps(distribution.mirrored_strategy(devices), num_steps=1)
+        five = self._losses_after_steps(
+            distribution.mirrored_strategy(devices), num_steps=1, num_classes=5
+        )
+
+        self.assertEqual(three[2].shape, (4096, 3))
+        self.assertEqual(five[2].shape, (4096, 5))
 
 
 class PreemptionTest(training_test.ColorTreeTestCase):
@@ -157,7 +173,7 @@ class PreemptionTest(training_test.ColorTreeTestCase):
         saved = tf.train.load_checkpoint(stop.exception.path)
         self.assertEqual(saved.get_tensor(training_test.ITERATIONS_KEY), 3)
 
-        with self.assertLogs(level="INFO") as logs:
+        with self.assertLogs(logger="absl", level="INFO") as logs:
             results = training.train_and_evaluate(config, training_test.one_device())
 
         self.assertEqual(results["epoch"], 2)

@@ -12,6 +12,7 @@ from PIL import Image
 import tensorflow as tf
 
 from alexnet_tf import callbacks
+from alexnet_tf import distribution
 from alexnet_tf import figures
 from alexnet_tf import kernel_figure
 from alexnet_tf import model as model_lib
@@ -257,7 +258,7 @@ class ConvKernelsCallbackTest(tf.test.TestCase):
         self.assertAllEqual(images[0], kernel_figure.conv1_kernel_grid(model, scale=2))
 
     def test_two_replicas(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             model = tiny_alexnet()
             model.compile(optimizer="sgd", loss="mse")

@@ -6,6 +6,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import distribution
 from alexnet_tf.data import bad_images
 from alexnet_tf.data import image_folder
 from alexnet_tf.data import input_pipeline
@@ -217,7 +218,7 @@ class ShardingTest(tf.test.TestCase):
         self.assertCountEqual(labels, range(len(self.paths)))
 
     def test_two_replicas_evaluate_each_image_once(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
         dataset = input_pipeline.distribute_dataset(
             strategy, self.source, 4, training=False,
             image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE,

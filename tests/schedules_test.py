@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import distribution
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import schedules
 from alexnet_tf import training
@@ -391,7 +392,7 @@ class PlateauTrainingTest(training_test.ColorTreeTestCase):
     NUM_VALIDATION = 2
 
     def test_drops_survive_resume(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
         # No epoch can lower the error by 1.0, so each epoch after the first is
         # one without improvement, and a patience of 1 drops the rate after it.
         config = training_test.small_config(

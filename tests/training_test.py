@@ -9,6 +9,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import distribution
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import training
 import sample_images
@@ -87,7 +88,7 @@ class ColorTreeTestCase(tf.test.TestCase):
 class TrainingTest(ColorTreeTestCase):
 
     def test_two_replicas_train_with_falling_loss(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
         config = small_config(self.data_dir, self.model_dir, num_epochs=4, jit_compile=True)
 
         with self.assertLogs(logger="absl", level="WARNING") as logs:
@@ -151,7 +152,7 @@ class StepsPerExecutionTest(ColorTreeTestCase):
         self.assertEqual(steps, [4, 6, 8])
 
     def test_two_replicas_run_one_step_per_execution(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
         config = small_config(self.data_dir, self.model_dir, num_epochs=1, steps_per_execution=2)
 
         with self.assertLogs(logger="absl", level="WARNING") as logs:
@@ -278,7 +279,7 @@ class GuardTest(ColorTreeTestCase):
             self.assertEqual(file.read(), "user data")
 
     def test_batch_not_divisible_by_replicas(self):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
         config = small_config(self.data_dir, self.model_dir, global_batch_size=5)
 
         with self.assertRaisesRegex(ValueError, "5 does not divide by the 2 replicas"):
