@@ -392,8 +392,9 @@ def define_flags():
                       "Split to read. It goes through the training pipeline either way.")
     flags.DEFINE_enum("variant", "paper", model_lib.VARIANTS, "Network to measure; also sets "
                       "the default --image_size. See alexnet_tf.model.AlexNet.")
-    flags.DEFINE_enum("dtype", precision.FLOAT32, precision.DTYPES, "Precision of the computation. bfloat16 and "
-                      "float16 keep the weights in float32 (Keras' mixed precision policies).")
+    flags.DEFINE_enum("dtype", precision.FLOAT32, precision.DTYPES, "Precision of the "
+                      "computation. bfloat16 and float16 keep the weights in float32 (Keras' "
+                      "mixed precision policies).")
     flags.DEFINE_integer("num_classes", 1000, "Outputs of the model. With --data=real it must "
                          "be at least the number of classes in the data.", lower_bound=1)
     flags.DEFINE_integer("global_batch_size", 128, "Images per step over all replicas.",
