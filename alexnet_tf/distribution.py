@@ -125,10 +125,11 @@ def _use_gpus(num_gpus):
     if num_gpus is None:
         return
     if num_gpus > len(physical):
+        fix = "or less" if physical else "to train on the CPU"
         raise ValueError(
             f"--num_gpus={num_gpus}, but TensorFlow sees {len(physical)} GPU(s) here. "
-            f"Pass --num_gpus={len(physical)}{' to train on the CPU' if not physical else ' or less'}, "
-            "or check the GPU driver and CUDA install with `nvidia-smi`."
+            f"Pass --num_gpus={len(physical)} {fix}, or check the GPU driver and CUDA "
+            "install with `nvidia-smi`."
         )
     try:
         tf.config.set_visible_devices(physical[:num_gpus], "GPU")
@@ -184,7 +185,8 @@ def _create_tpu_strategy(tpu_address):
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, tf.errors.OpError) as error:
         raise ValueError(
-            f"No TPU at --tpu={tpu_address!r}: {str(error).splitlines()[0]}. Pass the TPU's name or "
+            f"No TPU at --tpu={tpu_address!r}: {str(error).splitlines()[0]}. Pass the "
+            "TPU's name or "
             "grpc:// address, or 'local' on a TPU VM, or choose another "
             "--distribution_strategy."
         ) from None
@@ -305,7 +307,9 @@ def scratch_directory(strategy):
     """
     resolver = strategy.cluster_resolver
     path = tempfile.mkdtemp(prefix=f"alexnet_tf_{resolver.task_type}{resolver.task_id}_")
-    logging.info("This worker writes its checkpoints and summaries to %s, deleted at the end.", path)
+    logging.info(
+        "This worker writes its checkpoints and summaries to %s, deleted at the end.", path
+    )
     try:
         yield path
     finally:

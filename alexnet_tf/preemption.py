@@ -70,7 +70,10 @@ class Preempted(Exception):
     """
 
     def __init__(self, epoch, epoch_step, path):
-        where = f"at step {epoch_step} of epoch {epoch + 1}" if epoch_step else f"after epoch {epoch}"
+        if epoch_step:
+            where = f"at step {epoch_step} of epoch {epoch + 1}"
+        else:
+            where = f"after epoch {epoch}"
         super().__init__(
             f"Stopped on SIGTERM {where}, saved in {path}. Run the same command again "
             "to continue from there."
