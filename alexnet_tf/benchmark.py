@@ -558,12 +558,20 @@ def run_model_mode():
     model_lib.check_image_size(image_size, FLAGS.variant)
     if data == REAL_DATA:
         _check_resize_size(image_size)
-    distribution.split_cpu(FLAGS.num_cpu_devices)
-    strategy = distribution.create_strategy(FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus)
+    strategy = distribution.create_strategy(
+        FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus,
+        num_cpu_devices=FLAGS.num_cpu_devices,
+    )
     num_replicas = strategy.num_replicas_in_sync
     per_replica_batch_size = distribution.per_replica_batch_size(
         FLAGS.global_batch_size, num_replicas
     )
+    if data == REAL_DATA and num_replicas > 1 and FLAGS.steps_per_execution > 1:
+        raise ValueError(
+            f"--steps_per_execution={FLAGS.steps_per_execution} with --data=real and "
+            f"{num_replicas} replicas fails inside Keras 3.15 (\"You must feed a value for "
+            "placeholder tensor\"). Drop --steps_per_execution, or pass --data=synthetic."
+        )
     if FLAGS.jit_compile and num_replicas > 1:
         raise ValueError(f"--jit_compile needs one replica, as in training; the strategy has "
                          f"{num_replicas}. Drop --jit_compile, or pass "
@@ -589,7 +597,8 @@ def run_model_mode():
         "mode": FLAGS.mode, "data": data, "variant": FLAGS.variant, "dtype": FLAGS.dtype,
         "dtype_policy": model.dtype_policy.name, "num_classes": FLAGS.num_classes,
         "image_size": image_size, "jit_compile": FLAGS.jit_compile,
-        "distribution_strategy": type(strategy).__name__, "num_replicas": num_replicas,
+        "distribution_strategy": type(strategy).__name__.lstrip("_"),
+        "num_replicas": num_replicas,
         **_data_settings(data),
     }
     return result, settings

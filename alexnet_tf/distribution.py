@@ -56,7 +56,7 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
 
 class _MirroredStrategy(tf.distribute.MirroredStrategy):
-    """`MirroredStrategy` whose collective operations cannot collide with another's.
+    """`MirroredStrategy` whose collective keys start in a range of their own.
 
     TensorFlow 2.21 numbers the collective all-reduces of every
     `MirroredStrategy` from the same start, and caches each number's tensor
@@ -193,7 +193,7 @@ def _create_tpu_strategy(tpu_address):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def create_strategy(name=MIRRORED, num_gpus=None, tpu_address="local"):
+def create_strategy(name=MIRRORED, num_gpus=None, tpu_address="local", num_cpu_devices=1):
     """Creates the distribution strategy for this machine or cluster.
 
     Args:
@@ -202,6 +202,8 @@ def create_strategy(name=MIRRORED, num_gpus=None, tpu_address="local"):
             `multi_worker_mirrored`, the replicas per machine.
         tpu_address: `tpu` only: the TPU's name or grpc:// address, or
             "local" for the TPU VM this runs on.
+        num_cpu_devices: `mirrored` only: logical CPU devices to split the
+            CPU into, see `split_cpu`.
 
     Returns:
         A `tf.distribute.Strategy`.
@@ -214,6 +216,19 @@ def create_strategy(name=MIRRORED, num_gpus=None, tpu_address="local"):
         raise ValueError(f"Expected a strategy in {STRATEGIES}. Received: {name!r}")
     if num_gpus is not None and num_gpus < 0:
         raise ValueError(f"--num_gpus must be 0 or more. Received: {num_gpus}")
+    if num_cpu_devices > 1 and name != MIRRORED:
+        raise ValueError(
+            f"--num_cpu_devices={num_cpu_devices} applies only to "
+            f"--distribution_strategy={MIRRORED}, and this run has {name}. Pass "
+            f"--distribution_strategy={MIRRORED}, or drop --num_cpu_devices."
+        )
+    if os.environ.get("TF_CONFIG") and name not in (MULTI_WORKER_MIRRORED, TPU):
+        logging.warning(
+            "TF_CONFIG is set, but --distribution_strategy=%s ignores it: this process "
+            "trains alone. Pass --distribution_strategy=%s to train with the cluster.",
+            name, MULTI_WORKER_MIRRORED,
+        )
+    split_cpu(num_cpu_devices)
 
     if name == TPU:
         strategy = _create_tpu_strategy(tpu_address)

@@ -216,9 +216,9 @@ def main(argv):
 
 
 def _create_strategy():
-    distribution.split_cpu(FLAGS.num_cpu_devices)
     return distribution.create_strategy(
-        FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu_address=FLAGS.tpu
+        FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu_address=FLAGS.tpu,
+        num_cpu_devices=FLAGS.num_cpu_devices,
     )
 
 

@@ -159,7 +159,6 @@ def _check_config(config):
             f"global_batch_size={config.global_batch_size}, num_epochs={config.num_epochs}"
         )
     precision.check_dtype(config.dtype)
-    _check_steps_per_execution(config)
 
 
 def _check_steps_per_execution(config):
@@ -262,11 +261,11 @@ def _resolve_jit_compile(config, strategy):
             "--jit_compile is ignored: with %d replicas under %s, Keras compiles the "
             "step of all replicas as one XLA computation, which fails because it "
             "cannot read the variables of the other devices. Training runs without XLA.",
-            num_replicas, type(strategy).__name__,
+            num_replicas, type(strategy).__name__.lstrip("_"),
         )
         jit_compile = False
 
-    on_cpu = not any("GPU" in device.upper() for device in strategy.extended.worker_devices)
+    on_cpu = not tf.config.list_logical_devices("GPU")
     if config.dtype == precision.FLOAT16 and on_cpu and not jit_compile:
         logging.warning(
             "--dtype=float16 on the CPU without XLA trained about 40 times slower "
@@ -544,6 +543,16 @@ def _restore(checkpoint_state, restore_dir, optimizer, config, steps_per_epoch):
         )
         position = _Position(position.epoch + 1)
         checkpoint_state.epoch.assign(position.epoch)
+    remaining = steps_per_epoch - position.epoch_step
+    if position.epoch_step and remaining % config.steps_per_execution:
+        # Keras would round the rest of the epoch up to whole executions.
+        raise ValueError(
+            f"{path} was saved at step {position.epoch_step} of {steps_per_epoch}, and "
+            f"the remaining {remaining} steps are not a multiple of "
+            f"steps_per_execution={config.steps_per_execution}. Continue with the "
+            "--steps_per_execution of the interrupted run, or one that divides "
+            f"{remaining}; change it once this epoch is done."
+        )
     if path is None:
         logging.info("No checkpoint in %s: starting from scratch.", restore_dir)
     else:
@@ -620,18 +629,21 @@ def _train_and_evaluate(config, strategy, restore_dir):
         "dropout_rate": config.dropout_rate,
         "variant": config.variant,
     }
+    # Every check that can fail comes before the first file is written, so a
+    # rejected command leaves no model_config.json that would reject its fix.
+    num_replicas = strategy.num_replicas_in_sync
+    config = dataclasses.replace(
+        config, steps_per_execution=_supported_steps_per_execution(config, num_replicas)
+    )
+    _check_steps_per_execution(config)
+    per_replica_batch_size = distribution.per_replica_batch_size(
+        config.global_batch_size, num_replicas
+    )
     export_dir = config.resolved_export_dir()
     if config.export:
         serving.check_export_dir(export_dir, config.model_dir)
     model_dir_lib.save_or_check_model_config(config.model_dir, model_config)
 
-    num_replicas = strategy.num_replicas_in_sync
-    config = dataclasses.replace(
-        config, steps_per_execution=_supported_steps_per_execution(config, num_replicas)
-    )
-    per_replica_batch_size = distribution.per_replica_batch_size(
-        config.global_batch_size, num_replicas
-    )
     num_train_images = (
         train_source.num_examples if config.steps_per_epoch else _count_examples(train_source)
     )

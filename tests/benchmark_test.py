@@ -224,6 +224,11 @@ class EntryPointTest(absltest.TestCase):
              "error: Flags without effect here: --data_dir. They apply only to --data=real"),
             (("--mode=input", "--data=synthetic"), "error: --mode=input measures the input "
              "pipeline"),
+            (("--mode=train", "--data=real", "--data_dir=/tmp", "--num_cpu_devices=2",
+              "--distribution_strategy=mirrored", "--steps_per_execution=2"),
+             "error: --steps_per_execution=2 with --data=real and 2 replicas fails"),
+            (("--mode=train", "--num_cpu_devices=2"),
+             "error: --num_cpu_devices=2 applies only to --distribution_strategy=mirrored"),
         )
         # Started together, because each spends seconds importing TensorFlow.
         processes = [_start_benchmark(*args) for args, _ in cases]

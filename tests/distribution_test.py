@@ -1,5 +1,6 @@
 """Tests of strategy choice, replica equivalence, preemption and multi-worker training."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -41,6 +42,19 @@ class CreateStrategyTest(tf.test.TestCase):
     def test_default(self):
         strategy = distribution.create_strategy(distribution.DEFAULT)
         self.assertIs(strategy, tf.distribute.get_strategy())
+
+    def test_cpu_devices_need_mirrored(self):
+        with self.assertRaisesRegex(ValueError, "--num_cpu_devices=2 applies only to "
+                                    "--distribution_strategy=mirrored"):
+            distribution.create_strategy(distribution.ONE_DEVICE, num_cpu_devices=2)
+
+    def test_tf_config_ignored_warning(self):
+        with mock.patch.dict(os.environ, {"TF_CONFIG": "{}"}):
+            with self.assertLogs(logger="absl", level="WARNING") as logs:
+                distribution.create_strategy(distribution.ONE_DEVICE)
+
+        self.assertIn("TF_CONFIG is set, but --distribution_strategy=one_device ignores it",
+                      "\n".join(logs.output))
 
     def test_unknown_name(self):
         with self.assertRaisesRegex(ValueError, "'horovod'"):
@@ -183,6 +197,29 @@ class PreemptionTest(training_test.ColorTreeTestCase):
         self.assertEqual(final.get_tensor(training_test.ITERATIONS_KEY), 8)
         losses = training_test.scalar_values(os.path.join(self.model_dir, "train"), "epoch_loss")
         self.assertLen(losses, 2)
+
+    def test_resume_needs_whole_executions(self):
+        config = training_test.small_config(
+            self.data_dir, self.model_dir, num_epochs=1, steps_per_epoch=4
+        )
+        with self.assertRaises(preemption.Preempted):
+            self._train_with_sigterm_at(config, step=3)
+
+        resumed = dataclasses.replace(config, steps_per_execution=2, log_every_steps=2)
+        with self.assertRaisesRegex(ValueError, "the remaining 1 steps are not a multiple of "
+                                    "steps_per_execution=2"):
+            training.train_and_evaluate(resumed, training_test.one_device())
+
+    def test_default_strategy_trains(self):
+        config = training_test.small_config(
+            self.data_dir, self.model_dir, num_epochs=1, steps_per_epoch=2
+        )
+
+        results = training.train_and_evaluate(
+            config, distribution.create_strategy(distribution.DEFAULT)
+        )
+
+        self.assertEqual(results["epoch"], 1)
 
     def test_sigterm_on_last_step_of_an_epoch(self):
         config = training_test.small_config(

@@ -153,7 +153,9 @@ class StepsPerExecutionTest(ColorTreeTestCase):
 
     def test_two_replicas_run_one_step_per_execution(self):
         strategy = distribution.mirrored_strategy(["/cpu:0", "/cpu:1"])
-        config = small_config(self.data_dir, self.model_dir, num_epochs=1, steps_per_execution=2)
+        # log_every_steps=1 is checked against the one step per execution used.
+        config = small_config(self.data_dir, self.model_dir, num_epochs=1, steps_per_execution=2,
+                              log_every_steps=1)
 
         with self.assertLogs(logger="absl", level="WARNING") as logs:
             results = training.train_and_evaluate(config, strategy)
@@ -284,6 +286,9 @@ class GuardTest(ColorTreeTestCase):
 
         with self.assertRaisesRegex(ValueError, "5 does not divide by the 2 replicas"):
             training.train_and_evaluate(config, strategy)
+
+        # Nothing was written that would reject the corrected command.
+        self.assertFalse(os.path.exists(self.model_dir))
 
     def test_resize_smaller_than_image(self):
         config = small_config(self.data_dir, self.model_dir, resize_size=60)
