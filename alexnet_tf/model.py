@@ -335,7 +335,9 @@ def AlexNet(
 
     policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
     images = keras.Input(shape=(image_size, image_size, 3), name="images")
-    x = alexnet_layers.NonEmptyBatch(name="non_empty_batch", dtype=policy)(images)
+    # A policy name, not the object: Keras records the arguments of layers
+    # without get_config as their config, and the object is not JSON.
+    x = alexnet_layers.NonEmptyBatch(name="non_empty_batch", dtype=policy.name)(images)
     if spec.input_scale:
         x = keras.layers.Rescaling(spec.input_scale, name="input_scale", dtype=policy)(x)
     features = _convolutional_features(x, spec, initializer_kwargs, policy)

@@ -604,7 +604,12 @@ def train_and_evaluate(config, strategy=None):
             return _train_and_evaluate(config, strategy, restore_dir=config.model_dir)
         with distribution.scratch_directory(strategy) as scratch_dir:
             worker_config = dataclasses.replace(config, model_dir=scratch_dir, export=False)
-            return _train_and_evaluate(worker_config, strategy, restore_dir=config.model_dir)
+            try:
+                return _train_and_evaluate(worker_config, strategy, restore_dir=config.model_dir)
+            except preemption.Preempted as stop:
+                # Name the chief's copy: the scratch folder is about to go.
+                chief_path = stop.path.replace(scratch_dir, config.model_dir, 1)
+                raise preemption.Preempted(stop.epoch, stop.epoch_step, chief_path) from None
 
 
 def _train_and_evaluate(config, strategy, restore_dir):

@@ -310,6 +310,8 @@ class TwoWorkersTrainTest(tf.test.TestCase):
         for index, process in enumerate(processes):
             self.assertEqual(process.wait(timeout=120), 0, self._log(index)[-3000:])
         self.assertIn("Stopped on SIGTERM after epoch", self._log(0))
+        # The non-chief names the chief's checkpoint, not its own scratch copy.
+        self.assertIn(f"saved in {self.model_dir}", self._log(1))
         self.assertFalse(os.path.exists(os.path.join(self.model_dir, "eval_results.json")))
         stopped_epoch = self._saved_epoch(os.path.join(self.model_dir, "checkpoints"))
         self.assertLess(stopped_epoch, num_epochs)

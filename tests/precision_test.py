@@ -1,5 +1,6 @@
 """Tests of mixed precision: dtype names, the mixed model, LRN in float16, training and export."""
 
+import json
 import math
 import os
 import subprocess
@@ -99,6 +100,14 @@ class MixedModelTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(checkpoint_keys(mixed_model), checkpoint_keys(float32_model))
         self.assertEqual([layer.name for layer in mixed_model.layers],
                          [layer.name for layer in float32_model.layers])
+
+    def test_mixed_model_config_is_json(self):
+        # TensorBoard writes the model's JSON config, and warns when it fails.
+        model = model_lib.AlexNet(num_classes=3, image_size=67, dtype="mixed_bfloat16")
+
+        config = json.loads(model.to_json())
+
+        self.assertEqual(config["class_name"], "Functional")
 
     def test_global_policy_is_the_default(self):
         keras.config.set_dtype_policy("mixed_bfloat16")
