@@ -93,10 +93,11 @@ class SaveOnTerminate(keras.callbacks.Callback):
     must come after `callbacks.EpochCheckpoint` in the list.
 
     Between `on_train_begin` and `on_train_end` the callback owns the SIGTERM
-    handler; the previous handler comes back afterwards. In a multi-worker run
-    a signal may reach only some workers, so every `sync_every_steps` steps
-    the workers sum their flags with one small all-reduce and all stop at
-    the same step, or none does; a single process checks after every step.
+    handler, and the previous handler comes back afterwards. In a multi-worker
+    run a signal may reach only some workers. So every `sync_every_steps`
+    steps the workers sum their flags with one small all-reduce, and either
+    all stop at the same step or none does. A single process checks after
+    every step.
 
     Args:
         manager: the `create_interrupted_manager` of this process's output
@@ -124,7 +125,8 @@ class SaveOnTerminate(keras.callbacks.Callback):
         self._epoch_step_variable = epoch_step_variable
         self._strategy = strategy
         self._step_offset = initial_epoch_step
-        self._sync_every_steps = sync_every_steps if distribution.is_multi_worker(strategy) else 1
+        self._multi_worker = distribution.is_multi_worker(strategy)
+        self._sync_every_steps = sync_every_steps if self._multi_worker else 1
         self._requested = threading.Event()
         self._previous_handler = None
         self._epoch = 0
@@ -170,7 +172,7 @@ class SaveOnTerminate(keras.callbacks.Callback):
     def _all_agree(self):
         """Returns whether any process received SIGTERM; a collective call in multi-worker runs."""
         requested = self._requested.is_set()
-        if not distribution.is_multi_worker(self._strategy):
+        if not self._multi_worker:
             return requested
         total = self._strategy.reduce(
             tf.distribute.ReduceOp.SUM, tf.constant(int(requested), tf.int32), axis=None

@@ -130,15 +130,15 @@ class ReplicaEquivalenceTest(tf.test.TestCase):
         return history.history["loss"][0], evaluation[0], model.get_layer("fc8").kernel.numpy()
 
     def test_two_replicas_match_one_device(self):
-        one = self._losses_after_steps(tf.distribute.OneDeviceStrategy("/cpu:0"))
-        two = self._losses_after_steps(distribution.mirrored_strategy(["/cpu:0", "/cpu:1"]))
+        single = self._losses_after_steps(tf.distribute.OneDeviceStrategy("/cpu:0"))
+        mirrored = self._losses_after_steps(distribution.mirrored_strategy(["/cpu:0", "/cpu:1"]))
 
         # Splitting a batch only reorders float32 sums: the relative
         # differences stay near float32 rounding after three steps.
-        self.assertAllClose(one[0], two[0], rtol=1e-4)
-        self.assertAllClose(one[1], two[1], rtol=1e-4)
-        self.assertAllClose(one[2], two[2], rtol=1e-3, atol=1e-6)
-        self.assertNotAllClose(one[2], np.zeros_like(one[2]))
+        self.assertAllClose(single[0], mirrored[0], rtol=1e-4)
+        self.assertAllClose(single[1], mirrored[1], rtol=1e-4)
+        self.assertAllClose(single[2], mirrored[2], rtol=1e-3, atol=1e-6)
+        self.assertNotAllClose(single[2], np.zeros_like(single[2]))
 
     def test_second_strategy_trains_another_model_size(self):
         # With TensorFlow's own MirroredStrategy the second run fails with
